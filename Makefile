@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PIP     = $(BIN)/python -m pip
+
+.PHONY: demo test test-all install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+# pip resolves torch and torchvision together from the registry (never pinned here).
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[all]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[all,dev]"
+	touch $@ $(VENV)/.installed-all
+
+install: $(VENV)/.installed-all
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/ssdd demo
+
+test: install-dev
+	$(BIN)/python -m pytest -q
+
+test-all: install-dev
+	$(BIN)/python -m pytest -q -m ""
+
+clean:
+	rm -rf $(VENV) runs reports *.egg-info

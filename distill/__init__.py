@@ -1,0 +1,14 @@
+"""ssdd: self-supervised dataset distillation.
+
+The public API::
+
+    from distill import load_dataset, create_model, DistilledSet
+"""
+__version__ = "0.1.0"
+
+from .data import ImageSet, load_dataset  # noqa: E402
+from .distilled import DistilledSet  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .models import create_model  # noqa: E402
+
+__all__ = ["DistilledSet", "ImageSet", "UserError", "__version__", "create_model", "load_dataset"]

@@ -1,0 +1,76 @@
+"""Atomic training checkpoints in safetensors (no pickles).
+
+A checkpoint is any nested structure of dicts (keys str or int), lists, tuples, tensors, numpy
+arrays and JSON scalars: model and optimizer ``state_dict()``s, RNG states, step counters. Tensors
+go into the safetensors body; the structure goes into the JSON header, so resuming restores the
+exact objects (int keys of optimizer states and tuples of RNG states included).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .safefile import load_tensors, save_tensors
+
+KIND = "ssdd.checkpoint"
+
+
+def _encode(obj, tensors: dict):
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj))
+        return {"__ndarray__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _encode(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__}")
+
+
+def _decode(obj, tensors: dict):
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return tensors[obj["__ndarray__"]].numpy()
+        if "__dict__" in obj:
+            return {k: _decode(v, tensors) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+        if "__float__" in obj:
+            return float(obj["__float__"])
+        raise ValueError(f"unknown checkpoint node {sorted(obj)}")
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict, meta: dict | None = None) -> Path:
+    """Write ``state`` atomically (temp file, fsync, rename)."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = _encode(state, tensors)
+    return save_tensors(path, tensors, {"format": KIND, "version": 1, "tree": tree, "meta": meta or {}})
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; ``state["__meta__"]`` holds ``meta``."""
+    tensors, header = load_tensors(path, KIND, device=device)
+    state = _decode(header["tree"], tensors)
+    state["__meta__"] = header.get("meta", {})
+    return state

@@ -1,0 +1,67 @@
+"""Atomic file output: write to a temporary file beside the target, fsync, rename.
+
+Nothing half-written is left behind: if the body raises, the temporary file is removed and the
+target is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, make_parents: bool = True):
+    """Yield a temporary path in the target's folder; rename it over ``path`` on success."""
+    path = Path(path)
+    if make_parents:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create folder {path.parent}: {e.strerror}") from None
+    elif not path.parent.is_dir():
+        raise UserError(f"folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+        import torch
+    except ImportError:  # pragma: no cover
+        raise TypeError(type(o)) from None
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")

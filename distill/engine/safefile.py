@@ -1,0 +1,135 @@
+"""Safetensors files with a JSON header, checked before anything is loaded.
+
+Every file the toolkit writes (distilled sets, teachers, checkpoints) is a safetensors file whose
+metadata holds one entry, ``"ssdd"``: a JSON object with at least ``format`` (what kind of file)
+and ``version``. Loading never unpickles anything, so a file someone sent cannot run code; files
+that are pickles, zip archives (``torch.save``), truncated or of another kind fail with one clear
+message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import FileFormatError, UserError
+from .files import atomic_path
+
+HEADER_KEY = "ssdd"
+_MAX_HEADER = 100 * 1024 * 1024
+# opcodes that follow the PROTO opcode at the start of a pickle (FRAME, EMPTY_DICT/LIST, MARK, GLOBAL, ...)
+_PICKLE_OPS = {bytes([c]) for c in b"\x95}](cXK\x8cqNU)J"}
+
+
+def _describe_foreign(head: bytes) -> str | None:
+    if len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5 and head[2:3] in _PICKLE_OPS:
+        return "a Python pickle (loading it could run arbitrary code)"
+    if head[:4] == b"PK\x03\x04":
+        return "a zip archive, probably a torch.save()/pickle checkpoint (loading it could run arbitrary code)"
+    if head[:6] == b"\x93NUMPY":
+        return "a numpy .npy array"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "a PNG image"
+    if head[:2] == b"\xff\xd8":
+        return "a JPEG image"
+    if head[:5] == b"%PDF-":
+        return "a PDF document"
+    return None
+
+
+def read_header(path: str | os.PathLike, kind: str | None = None) -> tuple[dict, dict]:
+    """Validate the file's structure; return (ssdd header, raw safetensors tensor index).
+
+    Raises :class:`FileFormatError` for anything that is not a complete safetensors file with an
+    ``ssdd`` header of the given ``kind`` (e.g. ``"ssdd.distilled"``).
+    """
+    path = Path(path)
+    what = kind.split(".")[-1].replace("_", " ") + " file" if kind else "file"
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, expected a {what}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
+        looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 2 <= n <= _MAX_HEADER
+        if not looks_safetensors:
+            foreign = _describe_foreign(head)
+            if foreign:
+                raise FileFormatError(f"{path} is {foreign}, not an ssdd {what}; refusing to load it",
+                                      fix="ssdd files are safetensors; re-create the file with this toolkit")
+            if len(head) < 9:
+                raise FileFormatError(f"{path} is empty or truncated ({size} bytes); not an ssdd {what}")
+            raise FileFormatError(f"{path} is not a safetensors file: unrecognised content",
+                                  fix=f"expected an ssdd {what} written by this toolkit")
+        if 8 + n > size:
+            raise FileFormatError(f"{path} is truncated: its header alone needs {8 + n} bytes, the file has {size}",
+                                  fix="copy or re-create the file")
+        f.seek(8)
+        raw = f.read(n)
+    try:
+        index = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise FileFormatError(f"{path} is not a safetensors file: its header is not JSON") from None
+    if not isinstance(index, dict):
+        raise FileFormatError(f"{path} is not a safetensors file: its header is not a JSON object")
+    meta = index.pop("__metadata__", None) or {}
+    end = 0
+    for name, entry in index.items():
+        try:
+            start, stop = entry["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise FileFormatError(f"{path}: corrupt tensor entry '{name}' in the header") from None
+        end = max(end, stop)
+    if 8 + n + end != size:
+        raise FileFormatError(f"{path} is truncated or corrupt: the header promises {8 + n + end} bytes, "
+                              f"the file has {size}", fix="copy or re-create the file")
+    if HEADER_KEY not in meta:
+        raise FileFormatError(f"{path} is a safetensors file but not an ssdd {what} (no '{HEADER_KEY}' metadata)",
+                              fix="only files written by this toolkit carry the metadata it needs")
+    try:
+        header = json.loads(meta[HEADER_KEY])
+    except json.JSONDecodeError:
+        raise FileFormatError(f"{path}: the '{HEADER_KEY}' metadata is not valid JSON") from None
+    if not isinstance(header, dict) or "format" not in header:
+        raise FileFormatError(f"{path}: the '{HEADER_KEY}' metadata has no 'format' field")
+    if kind is not None and header["format"] != kind:
+        raise FileFormatError(f"{path} is an '{header['format']}' file, expected '{kind}'")
+    return header, index
+
+
+def load_tensors(path: str | os.PathLike, kind: str | None = None,
+                 device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Validated load: (tensors, header)."""
+    header, _ = read_header(path, kind)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as e:  # safetensors raises its own error types
+        raise FileFormatError(f"{path}: cannot read tensors ({e})", fix="the file is corrupt; re-create it") from None
+    return tensors, header
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], header: dict) -> Path:
+    """Atomic write of ``tensors`` with ``header`` (must contain ``format``) as JSON metadata."""
+    if "format" not in header:
+        raise ValueError("header needs a 'format' field")
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    text = json.dumps(header, default=_jsonable)
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata={HEADER_KEY: text})
+    return Path(path)
+
+
+def _jsonable(o):
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")

@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SSDD_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SSDD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Dataset caches go to a temporary folder, never the user's home."""
+    old = os.environ.get("SSDD_CACHE_DIR")
+    os.environ["SSDD_CACHE_DIR"] = str(tmp_path_factory.mktemp("ssdd-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SSDD_CACHE_DIR", None)
+    else:
+        os.environ["SSDD_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory):
+    """CIFAR-10/100 in torchvision's layout, unpacked from ../shared/data (skips when absent).
+
+    Set SSDD_CIFAR_ROOT to a folder that already holds them to skip the unpacking."""
+    given = os.environ.get("SSDD_CIFAR_ROOT")
+    if given and (Path(given) / "cifar-100-python").is_dir():
+        return Path(given)
+    if not (SHARED / "cifar.py").exists():
+        pytest.skip(f"real CIFAR data not available ({SHARED} missing)")
+    root = tmp_path_factory.mktemp("cifar")
+    subprocess.run([sys.executable, str(SHARED / "cifar.py"), str(root), "--dataset", "all"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return root
+
+
+@pytest.fixture()
+def sample_set():
+    from distill import load_dataset
+    return load_dataset("sample", split="train")
