@@ -193,6 +193,102 @@ def models(image_size: int):
             click.echo(f"{name:<28} {h}")
 
 
+# --------------------------------------------------------------------------- core pipeline
+
+_CONFIG_OPT = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                           default=None, help="YAML config (keys: see the command's config dataclass)")
+_OVERRIDES = click.argument("overrides", nargs=-1)
+
+
+@cli.command()
+@_CONFIG_OPT
+@click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
+@click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@_OVERRIDES
+def teacher(config_path, resume, print_config, overrides):
+    """Train a self-supervised teacher (Barlow Twins / SimCLR).  OVERRIDES: key=value ..."""
+    from .config import TeacherConfig, load_config, to_yaml
+    from .ssl import train_teacher
+    cfg = load_config(TeacherConfig, config_path, overrides)
+    if print_config:
+        click.echo(to_yaml(cfg))
+        return
+    res = train_teacher(cfg, resume=resume)
+    knn = f", k-NN top-1 {res.knn_top1:.2f}% on {cfg.data.name}/{cfg.test_split}" if res.knn_top1 is not None else ""
+    click.echo(f"wrote {res.path}: {res.teacher.describe()}{knn} ({res.seconds:.0f}s)")
+
+
+@cli.command("distill")
+@_CONFIG_OPT
+@click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
+@click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@_OVERRIDES
+def distill_cmd(config_path, resume, print_config, overrides):
+    """Distil a dataset into a set file (krr_st, random, kcenter).  OVERRIDES: key=value ..."""
+    from .config import DistillConfig, load_config, to_yaml
+    from .distilled import human_bytes
+    from .methods import get_method, method_config, run_distillation
+    cfg = load_config(DistillConfig, config_path, overrides)
+    method_config(get_method(cfg.method), cfg.params)  # fail early on bad params
+    if print_config:
+        click.echo(to_yaml(cfg))
+        return
+    res = run_distillation(cfg, resume=resume)
+    last = f", final outer loss {res.history[-1]['loss']:.4g}" if res.history else ""
+    click.echo(f"wrote {res.path}: {cfg.method}, {len(res.set)} examples, {human_bytes(res.set.storage_bytes())} "
+               f"({res.set.image_equivalents():.1f} image-equivalents), {res.steps} steps{last} ({res.seconds:.0f}s)")
+
+
+@cli.command()
+@click.argument("sets", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@_CONFIG_OPT
+@click.option("--protocol", type=click.Choice(["krrst", "mkdt"]), default=None, help="evaluation preset")
+@click.option("--targets", default=None, help="comma list of NAME[:ROOT], e.g. cifar100:/data,cifar10:/data")
+@click.option("--arch", default=None, help="architecture to pre-train (registry name)")
+@click.option("--seeds", default=None, help="comma list of seeds, e.g. 0,1,2")
+@click.option("-o", "--output", default=None, help="report folder")
+def evaluate(sets, config_path, protocol, targets, arch, seeds, output):
+    """Pre-train on each SET, then fine-tune / linear-probe on the targets; write a table.
+
+    Extra arguments of the form key=value override the config (e.g. pretrain.epochs=100)."""
+    from .config import load_eval_config
+    from .evaluate import evaluate_files
+    files = [s for s in sets if "=" not in str(s)]
+    overrides = [str(s) for s in sets if "=" in str(s)]
+    extra = {}
+    if targets:
+        extra["targets"] = [dict(zip(("name", "root"), t.split(":", 1))) for t in targets.split(",") if t]
+    if arch:
+        extra["arch"] = arch
+    if seeds:
+        try:
+            extra["seeds"] = [int(v) for v in seeds.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"--seeds '{seeds}' is not a comma list of integers") from None
+    if output:
+        extra["output"] = output
+    cfg = load_eval_config(config_path, overrides, protocol, extra)
+    if not files and not cfg.no_pretrain_baseline:
+        raise UserError("nothing to evaluate", fix="give one or more set files")
+    rep = evaluate_files(files, cfg)
+    click.echo("")
+    click.echo(rep.table)
+    click.echo(f"wrote {rep.paths['md']}, {rep.paths['csv'].name}, {rep.paths['json'].name} ({rep.seconds:.0f}s)")
+
+
+@cli.command()
+@_CONFIG_OPT
+@click.option("-o", "--output", default=None, help="report folder (default reports/demo)")
+@_OVERRIDES
+def demo(config_path, output, overrides):
+    """The whole pipeline on the embedded sample, on a CPU in minutes: teacher -> KRR-ST and random
+    subset -> evaluation against no pre-training -> table, PNG grids, report folder."""
+    from .config import load_config
+    from .demo import DemoConfig, run_demo
+    cfg = load_config(DemoConfig, config_path, overrides, extra={"output": output} if output else None)
+    run_demo(cfg)
+
+
 def main(argv=None):
     """Console-script entry point."""
     try:

@@ -1,0 +1,124 @@
+"""Evaluation protocols: pre-train on a set, then fine-tune and/or linear-probe on targets.
+
+    report = evaluate_files(["krr.safetensors", "random.safetensors"], load_eval_config(protocol="krrst"))
+    print(report.table)
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import EvalConfig, TargetConfig, to_dict
+from ..data import load_dataset
+from ..distilled import DistilledSet
+from ..engine import resolve_device, seed_everything
+from ..errors import DataError
+from ..models import create_model
+from .knn import knn_accuracy
+from .report import aggregate, pivot_markdown, write_report
+from .train import accuracy, extract_features, finetune, fit_linear, linear_probe, pretrain_on_set
+
+NO_PRETRAIN = "no pre-training"
+
+__all__ = ["EvalReport", "NO_PRETRAIN", "accuracy", "aggregate", "evaluate_files", "evaluate_sets",
+           "extract_features", "finetune", "fit_linear", "knn_accuracy", "linear_probe", "load_targets",
+           "pivot_markdown", "pretrain_on_set", "write_report"]
+
+
+@dataclass
+class EvalReport:
+    rows: list[dict]
+    table: str
+    aggregate: list[dict]
+    paths: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def load_targets(targets: list[TargetConfig], image_size: int, channels: int, device) -> dict[str, tuple]:
+    """Each target's (train, test) ImageSets at ``image_size``, on ``device``."""
+    out = {}
+    for t in targets:
+        train = load_dataset(t.name, t.root, t.train_split, image_size, device=device)
+        test = load_dataset(t.name, t.root, t.test_split, image_size, device=device)
+        if train.channels != channels:
+            raise DataError(f"target '{t.name}' has {train.channels} channel(s), the sets have {channels}")
+        if not train.labelled or not test.labelled:
+            raise DataError(f"target '{t.name}' needs labels on both splits for evaluation")
+        out[t.name] = (train, test, t)
+    return out
+
+
+def metric_name(kind: str, frac: float | None = None) -> str:
+    if kind == "linear":
+        return "linear" if frac is None or frac >= 1 else f"linear@{frac * 100:g}%"
+    return kind
+
+
+def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets: dict | None = None,
+                  write: bool = True, verbose: bool = True) -> EvalReport:
+    """Evaluate each named set (``None`` = no pre-training) under ``cfg``; rows are per seed."""
+    t0 = time.time()
+    device = resolve_device(cfg.device)
+    real = [s for s in sets.values() if s is not None]
+    ref = real[0] if real else None
+    for name, s in sets.items():
+        if s is not None and (s.image_size, s.channels) != (ref.image_size, ref.channels):
+            raise DataError(f"set '{name}' is {s.channels}x{s.image_size}px, '{next(iter(sets))}' is "
+                            f"{ref.channels}x{ref.image_size}px; evaluate sets of one resolution together")
+    size = ref.image_size if ref else 32
+    chans = ref.channels if ref else 3
+    targets = targets or load_targets(cfg.targets, size, chans, device)
+    rows = []
+    for label, s in sets.items():
+        norm_src = s or ref
+        if norm_src is None:
+            first_train = next(iter(targets.values()))[0]
+            mean, std = first_train.mean, first_train.std
+        else:
+            mean, std = norm_src.mean, norm_src.std
+        mat = s.materialize() if s is not None else None
+        for seed in cfg.seeds:
+            seed_everything(seed)
+            model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=mean, std=std).to(device)
+            if mat is not None:
+                pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
+            for tname, (train, test, tcfg) in targets.items():
+                base = {"set": label, "arch": cfg.arch, "target": tname, "seed": seed}
+                if cfg.linear.enabled:
+                    for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp).items():
+                        rows.append({**base, "metric": metric_name("linear", frac), "acc": acc})
+                        if verbose:
+                            print(f"  {label:<24} seed {seed} {tname:<10} {metric_name('linear', frac):<12} {acc:6.2f}")
+                if cfg.finetune.enabled:
+                    acc = finetune(copy.deepcopy(model), train, test, cfg.finetune, tcfg.finetune_iterations, cfg.amp,
+                                   desc=f"fine-tune [{label}] {tname} seed {seed}")
+                    rows.append({**base, "metric": "finetune", "acc": acc})
+                    if verbose:
+                        print(f"  {label:<24} seed {seed} {tname:<10} {'finetune':<12} {acc:6.2f}")
+    keys = ("set", "arch", "target", "metric")
+    notes = [f"Protocol `{cfg.protocol}`, architecture `{cfg.arch}`, seeds {list(cfg.seeds)}; mean ± sample std "
+             f"over seeds. Pre-training: {cfg.pretrain.epochs} epochs; fine-tuning: "
+             f"{'%d iterations' % cfg.finetune.iterations if cfg.finetune.enabled else 'off'}; linear probe: "
+             f"{cfg.linear.solver + ' ' + str(cfg.linear.steps) + ' steps' if cfg.linear.enabled else 'off'}. "
+             f"Test accuracy (%) at the end of training, no checkpoint selection."]
+    if write:
+        rep = write_report(cfg.output, rows, keys, "set", ("target", "metric"), "Evaluation", notes,
+                           {"config": to_dict(cfg), "seconds": round(time.time() - t0, 1)})
+        return EvalReport(rows, rep["table"], rep["aggregate"], rep["paths"], time.time() - t0)
+    agg = aggregate(rows, keys)
+    return EvalReport(rows, pivot_markdown(agg, "set", ("target", "metric")), agg, {}, time.time() - t0)
+
+
+def evaluate_files(paths: list[str | Path], cfg: EvalConfig, **kw) -> EvalReport:
+    """Load each file (labelled by its file stem) and evaluate, plus no pre-training if configured."""
+    sets: dict[str, DistilledSet | None] = {}
+    for p in paths:
+        label = Path(p).stem
+        while label in sets:
+            label += "'"
+        sets[label] = DistilledSet.load(p)
+    if cfg.no_pretrain_baseline:
+        sets[NO_PRETRAIN] = None
+    return evaluate_sets(sets, cfg, **kw)

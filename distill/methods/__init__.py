@@ -1,0 +1,8 @@
+"""Distillation methods, one module each, one registry; every method returns a DistilledSet."""
+from . import baselines, krr_st  # noqa: F401  (register)
+from .base import METHODS, DistillContext, Method, get_method, method_config, register_method
+from .krr_st import krr_predict
+from .run import DistillResult, run_distillation
+
+__all__ = ["METHODS", "DistillContext", "DistillResult", "Method", "get_method", "krr_predict", "method_config",
+           "register_method", "run_distillation"]

@@ -1,0 +1,99 @@
+"""The interface every distillation method implements, and the registry.
+
+A method is constructed with its own typed config and a :class:`DistillContext` (source data on
+the device, teacher, budget, seed), then the runner calls ``setup()``, ``step(i)`` for each outer
+step, and ``export()``. ``state_dict()`` / ``load_state_dict()`` make it checkpointable, so a
+resumed run ends exactly where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data import ImageSet, balanced_indices
+from ..distilled import DistilledSet
+from ..errors import ConfigError, DataError
+from ..ssl.teacher import Teacher
+
+
+@dataclass
+class NoParams:
+    """A method without settings of its own."""
+
+
+@dataclass
+class DistillContext:
+    source: ImageSet                 # on ``device``
+    teacher: Teacher | None
+    budget: int
+    steps: int
+    device: torch.device
+    seed: int = 0
+    amp: bool = True
+    class_conditional: bool = False
+
+    def initial_indices(self, generator: torch.Generator) -> torch.Tensor:
+        """``budget`` source indices: class-balanced when class-conditional, else uniform."""
+        n = len(self.source)
+        if self.budget > n:
+            raise DataError(f"budget {self.budget} exceeds the {n} images of {self.source.name}/{self.source.split}")
+        if self.class_conditional:
+            if not self.source.labelled:
+                raise DataError(f"class_conditional needs labels, but {self.source.name}/{self.source.split} has none")
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            return balanced_indices(self.source.labels.cpu(), self.budget, seed).to(self.source.device)
+        return torch.randperm(n, generator=generator)[: self.budget].to(self.source.device)
+
+
+class Method:
+    name: str = ""
+    Config: type = NoParams
+    default_steps: int = 0
+    needs_teacher: bool = True
+
+    def __init__(self, cfg, ctx: DistillContext):
+        self.cfg = cfg
+        self.ctx = ctx
+
+    def setup(self, fresh: bool = True) -> None:
+        """Build the initial state; ``fresh=False`` when a checkpoint will be loaded right after."""
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{self.name} has no iterative steps")
+
+    def export(self) -> DistilledSet:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}'", fix=f"use one of: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def method_config(method: type[Method], params: dict[str, Any]):
+    """The method's typed config from the ``params`` dict (unknown keys are an error)."""
+    from ..config import load_config
+    try:
+        return load_config(method.Config, extra=dict(params or {}))
+    except ConfigError as e:
+        valid = [f.name for f in dataclasses.fields(method.Config)]
+        raise ConfigError(f"method '{method.name}': {e.what.replace('(in command-line options)', '(in params)')}",
+                          fix=f"valid params: {', '.join(valid) or '(none)'}") from None

@@ -1,0 +1,199 @@
+"""KRR-ST: kernel ridge regression on self-supervised targets (Lee et al., ICLR 2024).
+
+Learnable: synthetic images X_s (N x C x H x W) and target representations Y_s (N x D).
+
+Each outer step samples one model of a pool of ConvNets (eval mode), takes a real batch X_t with
+crop+flip and its teacher targets Y_t, builds features F = [phi(x), 1] for both, and fits kernel
+ridge regression on the synthetic pairs:
+
+    K_ss = F_s F_s^T,  K_ts = F_t F_s^T,  lambda = ridge * trace(K_ss)  (detached)
+    Y_hat = K_ts (K_ss + lambda I)^-1 Y_s            (Cholesky solve, fp32)
+    loss  = MSE(Y_hat, Y_t)
+
+AdamW updates X_s and Y_s (lr decays linearly to ``final_lr_ratio`` x). The sampled model then takes
+one full-batch MSE step on the detached (X_s, Y_s); after ``pool_steps`` such steps it is
+re-initialised and its counter reset (``legacy_pool_reset: true`` keeps the reference code's
+behaviour of never resetting the counter, so once a slot has aged it is a fresh random network at
+every visit). At the start every model is trained for a random number of steps in
+[1, pool_steps) so the pool spans training stages.
+
+The images are optimised in normalised space (so the paper's learning rates apply unchanged) and
+exported in [0, 1] pixel space with the source's mean/std in the header.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..data.augment import CropFlip
+from ..distilled import DistilledSet
+from ..engine.device import autocast
+from ..engine.optim import linear_decay
+from ..errors import NumericalError
+from ..models import create_model
+from .base import DistillContext, Method, register_method
+
+
+@dataclass
+class Config:
+    pool_arch: str = "convnet-128-256-512-bn"
+    pool_size: int = 10
+    pool_steps: int = 1000            # a pool model's lifetime in full-batch steps
+    pool_lr: float = 0.1
+    pool_momentum: float = 0.9
+    pool_weight_decay: float = 1e-3
+    legacy_pool_reset: bool = False
+    real_batch: int = 1024
+    augment_real: bool = True         # random crop (padding) + flip on the real batch
+    crop_padding: int = 4
+    lr_images: float = 1e-4
+    lr_targets: float = 1e-4
+    weight_decay: float = 0.0
+    final_lr_ratio: float = 1e-3
+    ridge: float = 1e-6               # lambda = ridge * trace(K_ss)
+
+
+def krr_predict(f_s: torch.Tensor, f_t: torch.Tensor, y_s: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
+    """Kernel ridge regression with a linear kernel on features with a bias column.
+
+    f_s: N x P (synthetic features), f_t: B x P (query features), y_s: N x D. Returns B x D:
+    ``K_ts (K_ss + lambda I)^-1 y_s`` with ``lambda = ridge * trace(K_ss)`` (detached), in fp32.
+    """
+    f_s = torch.cat([f_s.float(), f_s.new_ones(f_s.shape[0], 1, dtype=torch.float32)], 1)
+    f_t = torch.cat([f_t.float(), f_t.new_ones(f_t.shape[0], 1, dtype=torch.float32)], 1)
+    k_ss = f_s @ f_s.T
+    k_ts = f_t @ f_s.T
+    lam = ridge * torch.trace(k_ss).detach()
+    eye = torch.eye(k_ss.shape[0], device=k_ss.device, dtype=k_ss.dtype)
+    chol, info = torch.linalg.cholesky_ex(k_ss + lam * eye)
+    if int(info) != 0:  # numerically indefinite: retry with a larger ridge
+        chol, info = torch.linalg.cholesky_ex(k_ss + (lam * 100 + 1e-6) * eye)
+        if int(info) != 0:
+            raise NumericalError("the kernel matrix is not positive definite even with extra ridge",
+                                 fix="raise params.ridge or check the synthetic images for NaN")
+    alpha = torch.cholesky_solve(y_s.float(), chol)
+    return k_ts @ alpha
+
+
+@register_method
+class KRRST(Method):
+    name = "krr_st"
+    Config = Config
+    default_steps = 160_000
+
+    def __init__(self, cfg: Config, ctx: DistillContext):
+        super().__init__(cfg, ctx)
+        src = ctx.source
+        self.mean = torch.tensor(src.mean, device=ctx.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(src.std, device=ctx.device).view(1, -1, 1, 1)
+        self.augment = CropFlip(src.image_size, cfg.crop_padding) if cfg.augment_real else None
+        self.gen = torch.Generator().manual_seed(ctx.seed)  # pool sampling and pool ages
+
+    # ------------------------------------------------------------------ pool
+    def _new_model(self):
+        src = self.ctx.source
+        m = create_model(self.cfg.pool_arch, out_dim=self.ctx.teacher.dim, image_size=src.image_size,
+                         in_chans=src.channels).to(self.ctx.device)
+        if self.ctx.device.type == "cuda":
+            m = m.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(m.parameters(), lr=self.cfg.pool_lr, momentum=self.cfg.pool_momentum,
+                              weight_decay=self.cfg.pool_weight_decay)
+        return m, opt
+
+    def _pool_step(self, i: int) -> None:
+        """One full-batch MSE step of pool model i on the detached synthetic set."""
+        m, opt = self.models[i], self.opts[i]
+        m.train()
+        with autocast(self.ctx.device, self.ctx.amp):
+            out = m.embed(self.x.detach())
+            out = m.head(out)
+        loss = F.mse_loss(out.float(), self.y.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def _reinit(self, i: int) -> None:
+        self.models[i], self.opts[i] = self._new_model()
+
+    # ------------------------------------------------------------------ method
+    def setup(self, fresh: bool = True) -> None:
+        ctx, cfg = self.ctx, self.cfg
+        src = ctx.source
+        idx = ctx.initial_indices(self.gen)
+        self.labels = src.labels[idx].clone() if ctx.class_conditional else None
+        x0 = src.float(idx)
+        self.x = ((x0 - self.mean) / self.std).clone().requires_grad_(True)
+        self.y = ctx.teacher.encode(x0).clone().requires_grad_(True)
+        self.opt = torch.optim.AdamW([dict(params=[self.x], lr=cfg.lr_images),
+                                      dict(params=[self.y], lr=cfg.lr_targets)], weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_decay(max(1, ctx.steps), cfg.final_lr_ratio))
+        self.models, self.opts = [], []
+        for _ in range(cfg.pool_size):
+            m, o = self._new_model()
+            self.models.append(m)
+            self.opts.append(o)
+        self.ages = [0] * cfg.pool_size
+        if fresh and cfg.pool_steps > 1:
+            for i in range(cfg.pool_size):
+                self.ages[i] = int(torch.randint(1, cfg.pool_steps, (1,), generator=self.gen))
+                for _ in range(self.ages[i]):
+                    self._pool_step(i)
+
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A real batch (pixel space, augmented) and its teacher targets."""
+        src = self.ctx.source
+        b = min(self.cfg.real_batch, len(src))
+        idx = torch.randperm(len(src), device=src.device)[:b]
+        x = src.float(idx)
+        if self.augment is not None:
+            x = self.augment(x)
+        return x, self.ctx.teacher.encode(x)
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        cfg, ctx = self.cfg, self.ctx
+        i = int(torch.randint(0, cfg.pool_size, (1,), generator=self.gen))
+        model = self.models[i].eval()
+        x_t, y_t = self.real_batch()
+        with torch.no_grad(), autocast(ctx.device, ctx.amp):
+            f_t = model.body((x_t - self.mean) / self.std)
+        with autocast(ctx.device, ctx.amp):
+            f_s = model.body(self.x)
+        y_hat = krr_predict(f_s, f_t, self.y, cfg.ridge)
+        loss = F.mse_loss(y_hat, y_t)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        # the pool model moves on by one step, and is renewed at the end of its life
+        self._pool_step(i)
+        self.ages[i] += 1
+        if self.ages[i] >= cfg.pool_steps:
+            self._reinit(i)
+            if not cfg.legacy_pool_reset:
+                self.ages[i] = 0
+        return {"loss": loss.detach()}
+
+    def export(self) -> DistilledSet:
+        images = (self.x.detach() * self.std + self.mean).float()
+        return DistilledSet(images=images, targets=self.y.detach().float(), labels=self.labels)
+
+    def state_dict(self) -> dict:
+        return {"x": self.x.detach(), "y": self.y.detach(), "labels": self.labels, "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "models": [m.state_dict() for m in self.models],
+                "opts": [o.state_dict() for o in self.opts], "ages": list(self.ages), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        dev = self.ctx.device
+        with torch.no_grad():
+            self.x.copy_(state["x"].to(dev))
+            self.y.copy_(state["y"].to(dev))
+        self.labels = state["labels"].to(dev) if state.get("labels") is not None else None
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        for m, o, ms, os_ in zip(self.models, self.opts, state["models"], state["opts"]):
+            m.load_state_dict(ms)
+            o.load_state_dict(os_)
+        self.ages = list(state["ages"])
+        self.gen.set_state(state["gen"])

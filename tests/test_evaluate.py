@@ -1,0 +1,70 @@
+import statistics
+
+import pytest
+import torch
+
+from distill.config import (EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig, TargetConfig,
+                            load_eval_config)
+from distill.distilled import DistilledSet, Materialized
+from distill.evaluate import NO_PRETRAIN, aggregate, evaluate_sets, fit_linear, pretrain_on_set
+from distill.models import create_model
+
+from .helpers import TINY, small_source, tiny_teacher
+
+
+def test_lbfgs_linear_probe_separates_separable_data():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=g) * 4
+    y = torch.arange(400) % 4
+    x = centers[y] + 0.3 * torch.randn(400, 8, generator=g)
+    for solver in ("lbfgs", "sgd"):
+        lin = fit_linear(x, y, 4, LinearConfig(solver=solver, steps=30, l2=1e-4, lr=0.1, batch_size=64))
+        assert (lin(x).argmax(1) == y).float().mean() > 0.98
+
+
+def test_pretraining_lowers_the_loss():
+    src = small_source(5)
+    teacher = tiny_teacher(source=src)
+    x = src.float()
+    m = Materialized(images=x, targets=teacher.encode(x))
+    net = create_model(TINY, image_size=32, mean=src.mean, std=src.std)
+    out = pretrain_on_set(net, m, PretrainConfig(epochs=60, batch_size=25), torch.device("cpu"))
+    h = out["history"]
+    assert out["loss_kind"] == "mse" and h[-1]["loss"] < 0.5 * h[0]["loss"]
+    ce = pretrain_on_set(net, Materialized(images=x, labels=src.labels), PretrainConfig(epochs=5), torch.device("cpu"))
+    assert ce["loss_kind"] == "ce" and net.head.out_features == 10
+
+
+def test_evaluate_sets_writes_a_complete_table(tmp_path):
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    x = src.float()
+    meta = dict(method="random", source="sample", image_size=32, channels=3, mean=list(src.mean), std=list(src.std))
+    s = DistilledSet(images=x[:20], targets=teacher.encode(x[:20]), meta=meta)
+    train, test = small_source(20), small_source(10, split="test")
+    cfg = EvalConfig(arch=TINY, pretrain=PretrainConfig(epochs=3), finetune=FinetuneConfig(iterations=5, batch_size=32),
+                     linear=LinearConfig(steps=10, label_fractions=[1.0, 0.1]), seeds=[0, 1], output=str(tmp_path))
+    rep = evaluate_sets({"a set": s, NO_PRETRAIN: None}, cfg, targets={"sample": (train, test, TargetConfig())},
+                        verbose=False)
+    assert len(rep.rows) == 2 * 2 * 3  # sets x seeds x (linear, linear@10%, finetune)
+    assert {r["metric"] for r in rep.rows} == {"linear", "linear@10%", "finetune"}
+    for f in ("results.md", "results.csv", "results.json"):
+        assert (tmp_path / f).exists()
+    md = (tmp_path / "results.md").read_text()
+    assert "| a set |" in md and "| no pre-training |" in md and "sample finetune" in md
+    assert all(0 <= r["acc"] <= 100 for r in rep.rows)
+
+
+def test_aggregate_mean_and_sample_std():
+    rows = [{"set": "a", "acc": v} for v in (1.0, 2.0, 4.0)] + [{"set": "b", "acc": 5.0}]
+    agg = aggregate(rows, ("set",))
+    assert agg[0]["mean"] == pytest.approx(7 / 3) and agg[0]["std"] == pytest.approx(statistics.stdev([1, 2, 4]))
+    assert agg[1]["std"] == 0.0 and agg[1]["n"] == 1
+
+
+def test_protocol_presets():
+    mk = load_eval_config(protocol="mkdt")
+    assert mk.pretrain.epochs == 20 and mk.pretrain.lr is None and mk.linear.label_fractions == [0.01, 0.05]
+    assert mk.linear.steps == 20 and mk.linear.l2 == 1e-3 and not mk.finetune.enabled
+    kr = load_eval_config(protocol="krrst", overrides=["pretrain.epochs=7"])
+    assert kr.pretrain.epochs == 7 and kr.finetune.iterations == 10_000 and kr.pretrain.weight_decay == 1e-3
