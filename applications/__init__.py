@@ -1,0 +1,1 @@
+"""Applications of distilled sets; they use the core only through its public API."""

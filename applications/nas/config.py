@@ -1,0 +1,75 @@
+"""Config of ``ssdd nas``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.config import LinearConfig, PretrainConfig, TargetConfig
+from distill.errors import ConfigError
+
+
+@dataclass
+class ProxyConfig:
+    """One proxy: pre-train each candidate on this set file, then score it on the labelled split."""
+
+    label: str = "distilled"
+    path: str = ""
+
+
+@dataclass
+class ScoreConfig:
+    """How a pre-trained candidate is scored: on a labelled split carved from the target's
+    training split (``train_per_class`` to fit, a disjoint ``val_per_class`` to score), never the
+    test split."""
+
+    method: str = "linear"                # linear | finetune
+    train_per_class: int = 100
+    val_per_class: int = 50
+    linear: LinearConfig = field(default_factory=lambda: LinearConfig(steps=50))
+    finetune_iterations: int = 200
+    finetune_lr: float = 0.01
+    batch_size: int = 128
+
+
+@dataclass
+class GroundTruthConfig:
+    """The expensive reference: train each candidate from scratch on the full labelled training
+    split, report its test accuracy. Cached on disk by architecture."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+    train_per_class: int | None = None    # cap the training split (None: all of it)
+    cache_dir: str = "runs/nas_ground_truth"
+
+
+@dataclass
+class NASConfig:
+    space: str = "convnet"                # convnet | nb201
+    space_args: dict[str, Any] = field(default_factory=dict)   # e.g. {depths: [2, 3], cells_per_stage: 1}
+    proxies: list[ProxyConfig] = field(default_factory=list)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=100))
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    ground_truth: GroundTruthConfig = field(default_factory=GroundTruthConfig)
+    strategy: str = "random"              # random | evolution | tpe
+    trials: int = 10
+    evaluate_proxy: bool = False          # measure proxy quality on num_archs sampled architectures
+    num_archs: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    output: str = "reports/nas"
+
+    def validate(self):
+        if not self.proxies:
+            raise ConfigError("nas needs at least one proxy set", fix="proxies=[{label: krr_st, path: set.safetensors}]")
+        if self.strategy not in ("random", "evolution", "tpe"):
+            raise ConfigError(f"unknown strategy '{self.strategy}'", fix="use random, evolution or tpe")
+        if self.score.method not in ("linear", "finetune"):
+            raise ConfigError(f"score.method must be linear or finetune, got '{self.score.method}'")
+        if self.trials < 1 or self.num_archs < 2:
+            raise ConfigError("trials must be >= 1 and num_archs >= 2")

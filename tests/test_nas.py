@@ -1,0 +1,99 @@
+import json
+
+import pytest
+import torch
+from scipy import stats as sps
+
+nni = pytest.importorskip("nni")
+
+from applications.nas import NASConfig, build, evaluate_proxy, kendall_tau_b, run_search, sample_architectures, spearman  # noqa: E402
+from applications.nas.config import GroundTruthConfig, ProxyConfig, ScoreConfig  # noqa: E402
+from applications.nas.spaces import ConvNetSpace, NB201Space  # noqa: E402
+from distill.config import LinearConfig, PretrainConfig, TargetConfig  # noqa: E402
+from distill.distilled import DistilledSet  # noqa: E402
+
+from .helpers import small_npz, small_source, tiny_teacher  # noqa: E402
+
+
+@pytest.mark.parametrize("space", ["convnet", "nb201"])
+def test_spaces_sample_valid_runnable_models(space):
+    cls = ConvNetSpace if space == "convnet" else NB201Space
+    choices = cls.choices()
+    archs = sample_architectures(space, 4, seed=1)
+    assert len({json.dumps(a, sort_keys=True) for a in archs}) == 4
+    assert archs == sample_architectures(space, 4, seed=1)  # seeded
+    for arch in archs:
+        assert set(arch) == set(choices) and all(arch[k] in choices[k] for k in arch)
+        net = build(space, arch)
+        x = torch.rand(2, 3, 32, 32, requires_grad=True)
+        f = net.embed(x)
+        assert f.shape == (2, net.feature_dim)
+        net.reset_head(5)
+        net(x).sum().backward()
+        assert x.grad is not None
+    # an all-"none" cell still builds and runs (its features are constant)
+    if space == "nb201":
+        net = build("nb201", {k: "none" for k in choices})
+        assert torch.isfinite(net.embed(torch.rand(2, 3, 32, 32))).all()
+    else:
+        assert choices["depth"] == [2, 3, 4, 5]
+        assert ConvNetSpace.choices(image_size=16)["depth"] == [2, 3, 4]
+
+
+def test_rank_correlations_match_scipy():
+    a = [1.0, 2.0, 2.0, 3.5, 0.5, 7.0, 7.0, 4.0]
+    b = [2.0, 1.0, 3.0, 3.0, 0.0, 6.0, 5.0, 5.0]
+    assert spearman(a, b) == pytest.approx(sps.spearmanr(a, b).statistic, abs=1e-12)
+    assert kendall_tau_b(a, b) == pytest.approx(sps.kendalltau(a, b).statistic, abs=1e-12)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau_b([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def nas_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nas")
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    x = src.float()[:20]
+    meta = dict(method="random", source="sample", image_size=32, channels=3, mean=list(src.mean), std=list(src.std))
+    DistilledSet(images=x, targets=teacher.encode(x), meta=meta).save(d / "a.safetensors")
+    DistilledSet(images=x.flip(-1), targets=teacher.encode(x.flip(-1)), meta=meta).save(d / "b.safetensors")
+    return d, small_npz(d / "target.npz", 30, 10)
+
+
+def _cfg(d, npz, **kw):
+    base = dict(space="convnet", space_args={"depths": [2], "widths": [8, 16]},
+                proxies=[ProxyConfig("a", str(d / "a.safetensors")), ProxyConfig("b", str(d / "b.safetensors"))],
+                target=TargetConfig(name="npz", root=str(npz)), pretrain=PretrainConfig(epochs=2),
+                score=ScoreConfig(train_per_class=20, val_per_class=10, linear=LinearConfig(steps=5)),
+                ground_truth=GroundTruthConfig(epochs=1, batch_size=64, cache_dir=str(d / "gt")),
+                trials=3, num_archs=3, output=str(d / "out"), device="cpu")
+    base.update(kw)
+    return NASConfig(**base)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution", "tpe"])
+def test_in_process_search_completes_and_exports(nas_files, strategy):
+    d, npz = nas_files
+    res = run_search(_cfg(d, npz, strategy=strategy, output=str(d / f"out-{strategy}")))
+    assert set(res) == {"a", "b"}
+    for label, r in res.items():
+        assert len(r.trials) == 3 and all(0 <= t["score"] <= 100 for t in r.trials)
+        data = json.loads(r.paths["json"].read_text())
+        assert data["best"]["score"] == max(t["score"] for t in data["trials"])
+        assert len(r.paths["csv"].read_text().strip().splitlines()) == 4
+
+
+def test_evaluate_proxy_report_and_ground_truth_cache(nas_files, monkeypatch):
+    d, npz = nas_files
+    res = evaluate_proxy(_cfg(d, npz))
+    assert len(res["rows"]) == 3 and set(res["summary"]) == {"a", "b"}
+    for s in res["summary"].values():
+        assert -1 <= s["spearman"] <= 1 and s["best_gt_acc"] >= s["picked_gt_acc"]
+    assert res["paths"]["plot"].exists() and "Spearman" in res["markdown"]
+    # the second time, ground truth comes from the cache: training must not run
+    import applications.nas.evaluator as ev
+    monkeypatch.setattr(ev, "finetune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    again = evaluate_proxy(_cfg(d, npz))
+    assert all(r["gt_cached"] for r in again["rows"])
+    assert [r["gt_acc"] for r in again["rows"]] == [r["gt_acc"] for r in res["rows"]]
