@@ -141,7 +141,7 @@ def _scatter(rows, labels, summary, path: Path, cfg: NASConfig) -> Path:
         s = summary[label]
         ax.scatter([r[f"proxy:{label}"] for r in rows], [r["gt_acc"] for r in rows], color=colors[i % len(colors)],
                    label=f"{label} (Spearman {s['spearman']:.2f}, Kendall {s['kendall']:.2f})", alpha=0.8)
-    ax.set_xlabel(f"proxy score: validation accuracy after pre-training on the set (%)")
+    ax.set_xlabel("proxy score: validation accuracy after pre-training on the set (%)")
     ax.set_ylabel(f"ground truth: test accuracy trained on {cfg.target.name} (%)")
     ax.set_title(f"{cfg.space} space, {len(rows)} architectures")
     ax.grid(alpha=0.3)
