@@ -220,7 +220,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    output: str = "runs/distill/set.safetensors"
+    output: str | None = "runs/distill/set.safetensors"   # null: keep the set in memory (Python API)
     checkpoint_every: int = 500           # steps; 0 = never
     save_every: int = 0                   # also write the set every k steps; 0 = only at the end
     log_every: int = 10
@@ -230,7 +230,7 @@ class DistillConfig:
     def validate(self):
         if self.budget < 1:
             raise ConfigError(f"budget must be >= 1, got {self.budget}")
-        if not self.output.endswith(".safetensors"):
+        if self.output is not None and not self.output.endswith(".safetensors"):
             raise ConfigError(f"output '{self.output}' must end in .safetensors")
         if self.steps is not None and self.steps < 0:
             raise ConfigError("steps must be >= 0")

@@ -34,6 +34,9 @@ def test_every_shipped_config_loads(path):
         if name.startswith("nas_"):
             from applications.nas.config import NASConfig
             load_config(NASConfig, path)
+        elif name.startswith("continual_"):
+            from applications.continual.config import ContinualConfig
+            load_config(ContinualConfig, path)
         else:
             raise AssertionError(f"an application config without a test: {name}")
     else:

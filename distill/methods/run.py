@@ -18,7 +18,7 @@ from .base import DistillContext, get_method, method_config
 @dataclass
 class DistillResult:
     set: DistilledSet
-    path: Path
+    path: Path | None          # None for in-memory runs (output: null)
     steps: int
     seconds: float
     history: list[dict]
@@ -58,9 +58,12 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
                          seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional)
     method = method_cls(params, ctx)
-    out = Path(cfg.output)
+    in_memory = not cfg.output
+    out = Path(cfg.output or "in-memory.safetensors")
     ckpt = checkpoint_path(out)
     start = 0
+    if resume and in_memory:
+        raise UserError("--resume needs an output file (its checkpoint sits beside it)")
     if resume:
         if not ckpt.exists():
             raise UserError(f"--resume: no checkpoint at {ckpt}", fix="run without --resume to start fresh")
@@ -92,7 +95,7 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
             ds.meta.update(num_classes=src.num_classes, classes=list(src.classes))
         return ds
 
-    log = MetricLogger(out.with_suffix(".metrics.jsonl") if steps else None,
+    log = MetricLogger(out.with_suffix(".metrics.jsonl") if steps and not in_memory else None,
                        out.parent / "tb" if cfg.tensorboard else None, append=resume)
     end = steps if stop_after is None else min(steps, stop_after)
     bar = progress(total=steps, initial=start, desc=f"distill {cfg.method}")
@@ -112,17 +115,20 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
             log.log(done, loss=mean_loss, **{k: v.item() for k, v in metrics.items() if k != "loss"})
             bar.set_postfix(loss=f"{mean_loss:.4g}")
             running, count = None, 0
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps and not in_memory:
             write_checkpoint(done)
-        if cfg.save_every and done % cfg.save_every == 0 and done < steps:
+        if cfg.save_every and done % cfg.save_every == 0 and done < steps and not in_memory:
             export(done).save(out.with_name(f"{out.stem}.step{done}.safetensors"))
     bar.close()
-    if end < steps:  # stopped early on request: leave a checkpoint to resume from
+    if end < steps and not in_memory:  # stopped early on request: leave a checkpoint to resume from
         write_checkpoint(end)
         log.close()
         return DistillResult(export(end), ckpt, end, time.time() - t0, log.history)
     ds = export(steps)
     ds.meta["distill_seconds"] = round(time.time() - t0, 1)
+    if in_memory:
+        log.close()
+        return DistillResult(ds.validate("distilled set"), None, steps, time.time() - t0, log.history)
     path = ds.save(out)
     log.close()
     if ckpt.exists():

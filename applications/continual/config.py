@@ -1,0 +1,65 @@
+"""Config of ``ssdd continual``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.errors import ConfigError
+
+BUFFER_KINDS = ("none", "reservoir", "class_balanced", "distilled")
+DISTILLED_MODES = ("experience", "representation", "both", "retrain")
+
+
+@dataclass
+class BufferSpec:
+    kind: str = "none"                   # none | reservoir | class_balanced | distilled
+    mode: str = "experience"             # distilled only: experience | representation | both | retrain
+    label: str = ""
+
+
+@dataclass
+class DistillSpec:
+    method: str = "krr_st"
+    steps: int = 200
+    teacher: str = "model"                # "model" (the continual model's backbone) or a teacher file
+    storage_dtype: str = "uint8"
+    params: dict[str, Any] = field(default_factory=lambda: {"pool_arch": "convnet-32-64-128-bn", "pool_size": 4,
+                                                            "pool_steps": 100, "real_batch": 256,
+                                                            "lr_images": 1e-2, "lr_targets": 1e-2})
+
+
+@dataclass
+class ContinualConfig:
+    benchmark: str = "sample"            # sample | cifar10 | cifar100
+    root: str | None = None
+    n_experiences: int | None = None     # default: 5 (CIFAR-10, sample), 10 (CIFAR-100)
+    train_per_class: int | None = None   # cap the training images per class (CPU runs)
+    test_per_class: int | None = None
+    arch: str = "convnet-32-64-128-bn"
+    epochs: int = 1
+    batch_size: int = 64
+    batch_size_mem: int | None = None    # replay images per batch (default: batch_size)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    memory_per_class: int = 20           # memory = this many real uint8 images per class, in bytes
+    buffers: list[BufferSpec] = field(default_factory=lambda: [BufferSpec("none"), BufferSpec("reservoir"),
+                                                               BufferSpec("class_balanced"),
+                                                               BufferSpec("distilled", "experience")])
+    distill: DistillSpec = field(default_factory=DistillSpec)
+    repr_weight: float = 1.0
+    retrain_epochs: int = 50             # GDumb-like protocol: epochs of a fresh model on the memory
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    device: str = "auto"
+    output: str = "reports/continual"
+
+    def validate(self):
+        for b in self.buffers:
+            if b.kind not in BUFFER_KINDS:
+                raise ConfigError(f"unknown buffer kind '{b.kind}'", fix=f"use one of {BUFFER_KINDS}")
+            if b.kind == "distilled" and b.mode not in DISTILLED_MODES:
+                raise ConfigError(f"unknown distilled replay mode '{b.mode}'", fix=f"use one of {DISTILLED_MODES}")
+        if not self.buffers or not self.seeds:
+            raise ConfigError("continual needs at least one buffer and one seed")
+        if self.memory_per_class < 1:
+            raise ConfigError("memory_per_class must be >= 1")

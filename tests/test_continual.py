@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+pytest.importorskip("avalanche")
+
+from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin  # noqa: E402
+from avalanche.training.supervised import Naive  # noqa: E402
+
+from applications.continual import (ContinualConfig, DistilledBuffer, DistilledReplayPlugin, real_buffer_size,  # noqa: E402
+                                     real_item_bytes, run_continual, split_benchmark, summarize)
+from applications.continual.config import BufferSpec, DistillSpec  # noqa: E402
+from applications.continual.run import experience_accuracies  # noqa: E402
+from distill.models import create_model  # noqa: E402
+
+TINY = "convnet-d2-w8-bn"
+PARAMS = {"pool_arch": TINY, "pool_size": 2, "pool_steps": 3, "real_batch": 32, "lr_images": 1e-2, "lr_targets": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return split_benchmark("sample", n_experiences=5, train_per_class=12, test_per_class=6)
+
+
+class Recorder(SupervisedPlugin):
+    """Records the labels of every training batch and the loss as it reaches backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.labels, self.extra = [], []
+
+    def before_backward(self, strategy, **kw):
+        self.labels.append(strategy.mb_y.detach().cpu())
+        ce = torch.nn.functional.cross_entropy(strategy.mb_output, strategy.mb_y)
+        self.extra.append(float((strategy.loss - ce).detach()))
+
+
+def _strategy(model, plugins):
+    return Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), criterion=torch.nn.CrossEntropyLoss(),
+                 train_mb_size=16, train_epochs=1, eval_mb_size=64, device="cpu", plugins=plugins,
+                 evaluator=EvaluationPlugin(loggers=[]))
+
+
+def _buffer(bench, model, store_targets=False, memory_per_class=4, dtype="uint8"):
+    mem = memory_per_class * bench.num_classes * real_item_bytes(3, 32)
+    return DistilledBuffer(mem, mean=bench.mean, std=bench.std, image_size=32, teacher="model", steps=2, params=PARAMS,
+                           storage_dtype=dtype, store_targets=store_targets, feature_dim=model.feature_dim,
+                           device="cpu")
+
+
+def test_buffer_budget_class_mapping_and_experience_replay(bench):
+    torch.manual_seed(0)
+    model = create_model(TINY, out_dim=10, image_size=32)
+    buf = _buffer(bench, model)
+    assert buf.item_bytes() == real_item_bytes(3, 32) and buf.max_size == real_buffer_size(buf.max_bytes, 3, 32) == 40
+    rec = Recorder()
+    strategy = _strategy(model, [DistilledReplayPlugin(buf, "experience", batch_size_mem=8), rec])
+    stream = list(bench.scenario.train_stream)[:3]
+    seen = set()
+    for i, exp in enumerate(stream):
+        rec.labels.clear()
+        strategy.train(exp)
+        seen |= set(exp.classes_in_this_experience)
+        assert buf.bytes_used() <= buf.max_bytes
+        assert len(buf.buffer) == len(buf) and len(buf.shares) == i + 1
+        for share, e in zip(buf.shares, stream):
+            # each share holds exactly its experience's (mapped) classes, balanced
+            assert set(share.labels.tolist()) == set(e.classes_in_this_experience)
+            counts = share.labels.bincount()[share.labels.unique()]
+            assert counts.max() - counts.min() <= 1
+        if i > 0:  # replayed synthetic images of earlier experiences appear in the training batches
+            batch_labels = set(torch.cat(rec.labels).tolist())
+            assert batch_labels - set(exp.classes_in_this_experience), "no replay in the batches"
+            assert batch_labels <= seen
+    assert sum(len(s.labels) for s in buf.shares) <= 40
+    # the mapping: benchmark label k is original class class_order[k]
+    orig = torch.tensor(bench.class_order)
+    assert torch.equal(bench.remap(orig), torch.arange(10))
+
+
+def test_representation_replay_adds_the_feature_term(bench):
+    torch.manual_seed(0)
+    model = create_model(TINY, out_dim=10, image_size=32)
+    buf = _buffer(bench, model, store_targets=True)
+    assert buf.item_bytes() == real_item_bytes(3, 32) + 2 * model.feature_dim
+    rec = Recorder()
+    strategy = _strategy(model, [DistilledReplayPlugin(buf, "representation", batch_size_mem=8, weight=5.0), rec])
+    stream = list(bench.scenario.train_stream)
+    strategy.train(stream[0])
+    assert all(abs(e) < 1e-6 for e in rec.extra)  # empty memory: plain cross-entropy
+    assert buf.shares[0].targets is not None and buf.shares[0].targets.dtype == torch.float16
+    rec.extra.clear()
+    strategy.train(stream[1])
+    assert rec.extra and all(e > 0 for e in rec.extra)  # the MSE term to stored features is added
+
+
+def test_our_accuracy_matches_avalanche(bench):
+    from avalanche.evaluation.metrics import accuracy_metrics
+    torch.manual_seed(0)
+    model = create_model(TINY, out_dim=10, image_size=32)
+    s = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05), criterion=torch.nn.CrossEntropyLoss(),
+              train_mb_size=16, train_epochs=1, eval_mb_size=64, device="cpu",
+              evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]))
+    s.train(next(iter(bench.scenario.train_stream)))
+    res = s.eval(bench.scenario.test_stream)
+    ours = experience_accuracies(model, bench, torch.device("cpu"))
+    theirs = [100 * v for k, v in sorted(res.items()) if k.startswith("Top1_Acc_Exp")]
+    assert ours == pytest.approx(theirs, abs=1e-6)
+
+
+def test_summarize_closed_form():
+    m = [[90.0, 0.0, 0.0], [60.0, 80.0, 0.0], [50.0, 70.0, 85.0]]
+    s = summarize(m)
+    assert s["final_avg_acc"] == pytest.approx((50 + 70 + 85) / 3)
+    assert s["avg_forgetting"] == pytest.approx(((90 - 50) + (80 - 70)) / 2)
+    assert s["seen_avg_acc"] == pytest.approx([90.0, 70.0, (50 + 70 + 85) / 3])
+
+
+def test_two_experience_run_completes(tmp_path):
+    cfg = ContinualConfig(benchmark="sample", n_experiences=2, train_per_class=10, test_per_class=5, arch=TINY,
+                          epochs=1, batch_size=16, memory_per_class=2, retrain_epochs=2, seeds=[0],
+                          buffers=[BufferSpec("none"), BufferSpec("reservoir"), BufferSpec("distilled", "retrain")],
+                          distill=DistillSpec(steps=2, params=PARAMS), device="cpu", output=str(tmp_path))
+    res = run_continual(cfg)
+    assert len(res["runs"]) == 3
+    for r in res["runs"]:
+        assert len(r["matrix"]) == 2 and all(len(row) == 2 for row in r["matrix"])
+        assert r["sizes"][-1]["bytes"] <= (r["memory_bytes"] or 0) or r["kind"] == "none"
+    assert (tmp_path / "results.md").exists() and (tmp_path / "accuracy.png").exists()
+    assert "| distilled (retrain) |" in res["table"]
