@@ -118,12 +118,13 @@ def test_summarize_closed_form():
 def test_two_experience_run_completes(tmp_path):
     cfg = ContinualConfig(benchmark="sample", n_experiences=2, train_per_class=10, test_per_class=5, arch=TINY,
                           epochs=1, batch_size=16, memory_per_class=2, retrain_epochs=2, seeds=[0],
-                          buffers=[BufferSpec("none"), BufferSpec("reservoir"), BufferSpec("distilled", "retrain")],
+                          buffers=[BufferSpec("none"), BufferSpec("reservoir"), BufferSpec("class_balanced", "retrain"),
+                                   BufferSpec("distilled", "retrain")],
                           distill=DistillSpec(steps=2, params=PARAMS), device="cpu", output=str(tmp_path))
     res = run_continual(cfg)
-    assert len(res["runs"]) == 3
+    assert len(res["runs"]) == 4
     for r in res["runs"]:
         assert len(r["matrix"]) == 2 and all(len(row) == 2 for row in r["matrix"])
         assert r["sizes"][-1]["bytes"] <= (r["memory_bytes"] or 0) or r["kind"] == "none"
     assert (tmp_path / "results.md").exists() and (tmp_path / "accuracy.png").exists()
-    assert "| distilled (retrain) |" in res["table"]
+    assert "| distilled (retrain) |" in res["table"] and "| class-balanced (real), retrain |" in res["table"]

@@ -13,7 +13,7 @@ DISTILLED_MODES = ("experience", "representation", "both", "retrain")
 @dataclass
 class BufferSpec:
     kind: str = "none"                   # none | reservoir | class_balanced | distilled
-    mode: str = "experience"             # distilled only: experience | representation | both | retrain
+    mode: str = "experience"             # experience | retrain (any buffer); representation | both (distilled)
     label: str = ""
 
 
@@ -57,8 +57,12 @@ class ContinualConfig:
         for b in self.buffers:
             if b.kind not in BUFFER_KINDS:
                 raise ConfigError(f"unknown buffer kind '{b.kind}'", fix=f"use one of {BUFFER_KINDS}")
-            if b.kind == "distilled" and b.mode not in DISTILLED_MODES:
-                raise ConfigError(f"unknown distilled replay mode '{b.mode}'", fix=f"use one of {DISTILLED_MODES}")
+            if b.mode not in DISTILLED_MODES:
+                raise ConfigError(f"unknown replay mode '{b.mode}'", fix=f"use one of {DISTILLED_MODES}")
+            if b.kind != "distilled" and b.mode in ("representation", "both"):
+                raise ConfigError(f"mode '{b.mode}' needs a distilled buffer (stored feature targets)")
+            if b.kind == "none" and b.mode == "retrain":
+                raise ConfigError("the retrain protocol needs a memory: pick a buffer kind other than none")
         if not self.buffers or not self.seeds:
             raise ConfigError("continual needs at least one buffer and one seed")
         if self.memory_per_class < 1:

@@ -52,14 +52,28 @@ def summarize(matrix: list[list[float]]) -> dict:
 def _label(b: BufferSpec) -> str:
     if b.label:
         return b.label
-    return {"none": "naive (no replay)", "reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)"}.get(
-        b.kind, f"distilled ({b.mode})")
+    name = {"none": "naive (no replay)", "reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)"}.get(
+        b.kind, "distilled")
+    if b.kind == "distilled":
+        return f"distilled ({b.mode})"
+    return f"{name}, retrain" if b.mode == "retrain" and b.kind != "none" else name
 
 
 def _make_model(cfg: ContinualConfig, bench: ContinualBenchmark, device):
     # inputs arrive normalised by the benchmark's datasets: the model's own normalisation stays identity
     return create_model(cfg.arch, out_dim=bench.num_classes, image_size=bench.image_size,
                         in_chans=bench.channels).to(device)
+
+
+def memory_tensors(buffer, device):
+    """(normalised images, labels, targets or None) of any buffer, on ``device``."""
+    if isinstance(buffer, DistilledBuffer):
+        return buffer.tensors(device=device)
+    data = buffer.buffer.eval()
+    items = [data[i] for i in range(len(data))]
+    x = torch.stack([it[0] for it in items]).to(device)
+    y = torch.tensor([int(it[1]) for it in items], device=device)
+    return x, y, None
 
 
 def retrain_on_memory(model, memory, cfg: ContinualConfig, device):
@@ -91,10 +105,12 @@ def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, s
     init_state = copy.deepcopy(model.state_dict())
     memory_bytes = cfg.memory_per_class * bench.num_classes * real_item_bytes(bench.channels, bench.image_size)
     plugins, buffer = [], None
+    retrain = spec.mode == "retrain"
     if spec.kind in ("reservoir", "class_balanced"):
         n = real_buffer_size(memory_bytes, bench.channels, bench.image_size)
         buffer = ReservoirSamplingBuffer(n) if spec.kind == "reservoir" else ClassBalancedBuffer(n, adaptive_size=True)
-        plugins.append(ReplayPlugin(mem_size=n, batch_size_mem=cfg.batch_size_mem, storage_policy=buffer))
+        if not retrain:
+            plugins.append(ReplayPlugin(mem_size=n, batch_size_mem=cfg.batch_size_mem, storage_policy=buffer))
     elif spec.kind == "distilled":
         buffer = DistilledBuffer(memory_bytes, mean=bench.mean, std=bench.std, image_size=bench.image_size,
                                  channels=bench.channels, teacher=teacher or "model", method=cfg.distill.method,
@@ -102,7 +118,7 @@ def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, s
                                  storage_dtype=cfg.distill.storage_dtype,
                                  store_targets=spec.mode in ("representation", "both"),
                                  feature_dim=model.feature_dim, device=cfg.device, seed=seed)
-        if spec.mode != "retrain":
+        if not retrain:
             plugins.append(DistilledReplayPlugin(buffer, spec.mode, cfg.batch_size_mem, cfg.repr_weight))
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                                             weight_decay=cfg.weight_decay),
@@ -113,11 +129,11 @@ def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, s
     for exp in bench.scenario.train_stream:
         strategy.train(exp, num_workers=0)
         eval_model = model
-        if spec.kind == "distilled" and spec.mode == "retrain":
-            buffer.post_adapt(strategy, exp)  # the memory is built from the stream model's features
+        if retrain and buffer is not None:
+            buffer.post_adapt(strategy, exp)  # (a distilled memory is built with the stream model's features)
             fresh = _make_model(cfg, bench, device)
             fresh.load_state_dict(init_state)
-            eval_model = retrain_on_memory(fresh, buffer.tensors(device=device), cfg, device)
+            eval_model = retrain_on_memory(fresh, memory_tensors(buffer, device), cfg, device)
         matrix.append(experience_accuracies(eval_model, bench, device))
         used = (buffer.bytes_used() if isinstance(buffer, DistilledBuffer)
                 else len(buffer.buffer) * real_item_bytes(bench.channels, bench.image_size) if buffer is not None else 0)
