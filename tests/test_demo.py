@@ -37,6 +37,12 @@ def test_every_shipped_config_loads(path):
         elif name.startswith("continual_"):
             from applications.continual.config import ContinualConfig
             load_config(ContinualConfig, path)
+        elif name.startswith("kd_"):
+            from applications.kd import KDConfig
+            load_config(KDConfig, path)
+        elif name.startswith("transfer_"):
+            from applications.transfer import TransferConfig
+            load_config(TransferConfig, path)
         else:
             raise AssertionError(f"an application config without a test: {name}")
     else:

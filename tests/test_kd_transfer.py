@@ -1,0 +1,84 @@
+import pytest
+import torch
+from click.testing import CliRunner
+
+from applications.kd import Classifier, KDConfig, noise_images, run_kd, train_classifier
+from distill.cli import cli
+from distill.config import LinearConfig, PretrainConfig, TargetConfig
+from distill.distilled import DistilledSet
+from distill.errors import FileFormatError
+
+from .helpers import TINY, small_npz, small_source, tiny_teacher
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kd")
+    torch.manual_seed(0)
+    train, test = small_source(40), small_source(20, split="test")
+    clf = train_classifier("convnet-d2-w16-bn", train, test, iterations=150, lr=0.05, batch_size=64)
+    clf.save(d / "teacher.safetensors")
+    src = small_source(30)  # a "source" set: other images of the sample, teacher targets
+    rep = tiny_teacher(source=src)
+    idx = torch.arange(0, 300, 3)
+    x = src.float(idx)
+    meta = dict(method="random", source="sample", image_size=32, channels=3, mean=list(src.mean), std=list(src.std))
+    DistilledSet(images=x, targets=rep.encode(x), meta=meta).save(d / "set.safetensors")
+    x2 = src.float(idx + 1)
+    DistilledSet(images=x2, targets=rep.encode(x2), meta=meta).save(d / "random.safetensors")
+    return d, clf
+
+
+def test_classifier_file_roundtrip(files, tmp_path):
+    d, clf = files
+    back = Classifier.load(d / "teacher.safetensors")
+    x = torch.rand(3, 3, 32, 32)
+    clf.model.eval()
+    assert torch.allclose(back.model.eval()(x), clf.model(x), atol=1e-6)
+    assert back.meta["test_acc"] == clf.meta["test_acc"] > 15  # learned something on 10 classes
+    torch.save({"w": 1}, tmp_path / "bad.safetensors")
+    with pytest.raises(FileFormatError):
+        Classifier.load(tmp_path / "bad.safetensors")
+
+
+def test_kd_improves_the_student_over_its_start(files, tmp_path):
+    d, clf = files
+    cfg = KDConfig(teacher=str(d / "teacher.safetensors"), set=str(d / "set.safetensors"),
+                   random_set=str(d / "random.safetensors"), students=[TINY], iterations=150, batch_size=64,
+                   lr=3e-3, target=TargetConfig(name="sample"), device="cpu", output=str(tmp_path))
+    res = run_kd(cfg)
+    rows = {r["source"]: r for r in res["rows"]}
+    assert set(rows) == {"set", "noise", "random"}
+    start = rows["set"]["start_acc"]
+    assert rows["set"]["acc"] > start + 5, rows  # the student learns the teacher's task from the set's images
+    assert (tmp_path / "results.md").exists() and "| student |" in res["table"]
+
+
+def test_noise_images_follow_the_source_statistics():
+    s = DistilledSet(images=torch.rand(4, 3, 8, 8), targets=torch.zeros(4, 2),
+                     meta=dict(method="x", image_size=8, channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2]))
+    z = noise_images(2000, s, torch.Generator().manual_seed(0))
+    assert z.shape == (2000, 3, 8, 8)
+    assert torch.allclose(z.mean((0, 2, 3)), torch.tensor([0.5, 0.4, 0.3]), atol=0.01)
+    assert torch.allclose(z.std((0, 2, 3)), torch.tensor([0.2, 0.2, 0.2]), atol=0.01)
+
+
+def test_transfer_command_table_for_two_archs(files, tmp_path):
+    d, _ = files
+    npz = small_npz(tmp_path / "t.npz", 20, 10)
+    r = CliRunner().invoke(cli, ["transfer", f"sets=[{{label: krr, path: {d / 'set.safetensors'}}}, "
+                                             f"{{label: random, path: {d / 'random.safetensors'}}}]",
+                                 f"archs=[{TINY}, convnet-d2-w16-in]", f"targets=[{{name: npz, root: {npz}}}]",
+                                 "pretrain.epochs=2", "finetune.iterations=5", "finetune.batch_size=32",
+                                 "linear.steps=5", "seeds=[0]", "device=cpu", f"output={tmp_path / 'out'}"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "out" / "results.md").read_text()
+    header = md.split("\n| ")[0]
+    for arch in (TINY, "convnet-d2-w16-in"):
+        assert f"| {arch} |" in md
+    # every (target, metric, set) column is filled for every architecture: no "–" cells
+    table_rows = [line for line in md.splitlines() if line.startswith("| convnet")]
+    assert len(table_rows) == 2 and all("–" not in line for line in table_rows)
+    assert table_rows[0].count("|") == 2 + 2 * 3  # arch + {linear, finetune} x {krr, random, no pre-training}
+    assert (tmp_path / "out" / "transfer.png").exists() and header
