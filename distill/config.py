@@ -286,6 +286,7 @@ class TargetConfig:
     train_split: str = "train"
     test_split: str = "test"
     finetune_iterations: int | None = None  # overrides finetune.iterations (e.g. 5k for fine-grained sets)
+    train_per_class: int | None = None    # a seeded class-balanced subset of the training split (CPU budgets)
 
 
 @dataclasses.dataclass

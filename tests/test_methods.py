@@ -56,3 +56,13 @@ def test_cli_reports_config_errors(tmp_path):
     assert r.exit_code == 2 and "lr_imgs" in r.output and "lr_images" in r.output
     r = CliRunner().invoke(cli, ["distill", "budgett=3"])
     assert r.exit_code == 2 and "unknown config key 'budgett'" in r.output
+
+
+def test_resolution_and_channel_mismatch_with_the_teacher(tmp_path):
+    from distill.data import load_dataset
+    src64 = load_dataset("sample", split="test", image_size=64)
+    teacher = tiny_teacher(source=small_source(2))  # a 32 px teacher
+    cfg = DistillConfig(method="random", budget=10, output=str(tmp_path / "r.safetensors"))
+    with pytest.raises(DataError, match="64 px but the teacher was trained at 32 px"):
+        run_distillation(cfg, teacher=teacher, source=src64)
+    assert not (tmp_path / "r.safetensors").exists()

@@ -110,7 +110,8 @@ def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, s
         n = real_buffer_size(memory_bytes, bench.channels, bench.image_size)
         buffer = ReservoirSamplingBuffer(n) if spec.kind == "reservoir" else ClassBalancedBuffer(n, adaptive_size=True)
         if not retrain:
-            plugins.append(ReplayPlugin(mem_size=n, batch_size_mem=cfg.batch_size_mem, storage_policy=buffer))
+            plugins.append(_replay_plugin(ReplayPlugin)(mem_size=n, batch_size_mem=cfg.batch_size_mem,
+                                                        storage_policy=buffer))
     elif spec.kind == "distilled":
         buffer = DistilledBuffer(memory_bytes, mean=bench.mean, std=bench.std, image_size=bench.image_size,
                                  channels=bench.channels, teacher=teacher or "model", method=cfg.distill.method,
@@ -145,15 +146,21 @@ def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, s
     return res
 
 
+def _replay_plugin(base):
+    """Avalanche's ReplayPlugin, updating its buffer through ``post_adapt`` (0.6's ``update()`` is deprecated
+    and resets the warning filters on every call)."""
+    class Replay(base):
+        def after_training_exp(self, strategy, **kwargs):
+            self.storage_policy.post_adapt(strategy, strategy.experience)
+    return Replay
+
+
 def _silent_evaluator():
     from avalanche.training.plugins import EvaluationPlugin
     return EvaluationPlugin(loggers=[])
 
 
 def run_continual(cfg: ContinualConfig) -> dict:
-    import warnings
-    # Avalanche 0.6's own ReplayPlugin calls its deprecated buffer.update(); keep the logs readable
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"avalanche\..*")
     t0 = time.time()
     bench = split_benchmark(cfg.benchmark, cfg.root, cfg.n_experiences, seed=0, train_per_class=cfg.train_per_class,
                             test_per_class=cfg.test_per_class)

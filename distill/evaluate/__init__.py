@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import EvalConfig, TargetConfig, to_dict
-from ..data import load_dataset
+from ..data import label_subset, load_dataset
 from ..distilled import DistilledSet
 from ..engine import resolve_device, seed_everything
 from ..errors import DataError
@@ -41,6 +41,8 @@ def load_targets(targets: list[TargetConfig], image_size: int, channels: int, de
     out = {}
     for t in targets:
         train = load_dataset(t.name, t.root, t.train_split, image_size, device=device)
+        if t.train_per_class:
+            train = train.subset(label_subset(train.labels.cpu(), per_class=t.train_per_class, seed=0))
         test = load_dataset(t.name, t.root, t.test_split, image_size, device=device)
         if train.channels != channels:
             raise DataError(f"target '{t.name}' has {train.channels} channel(s), the sets have {channels}")

@@ -131,7 +131,7 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
         return None
 
     backbone = backbone.to(memory_format=torch.contiguous_format)
-    meta = {"backbone": cfg.backbone, "image_size": train.image_size, "in_chans": train.channels,
+    meta = {"backbone": cfg.backbone, "dim": backbone.feature_dim, "image_size": train.image_size, "in_chans": train.channels,
             "mean": list(train.mean), "std": list(train.std), "source": d.name, "split": d.split,
             "ssl": cfg.ssl, "epochs": cfg.epochs, "seed": cfg.seed, "config": to_dict(cfg)}
     teacher = Teacher(backbone, meta)
