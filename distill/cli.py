@@ -193,6 +193,28 @@ def models(image_size: int):
             click.echo(f"{name:<28} {h}")
 
 
+def config_command(name: str, load, help: str, report) -> click.Command:
+    """A command ``ssdd NAME [-c CONFIG] [key=value ...]`` that loads a config and runs one function.
+
+    ``load()`` returns (config dataclass, run function), imported lazily; ``report(cfg, result)``
+    prints the outcome. Used by the applications' commands.
+    """
+    @click.command(name, help=help + "  OVERRIDES: key=value ...")
+    @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="YAML config (keys: the command's config dataclass)")
+    @click.option("--print-config", is_flag=True, help="print the merged config and exit")
+    @click.argument("overrides", nargs=-1)
+    def command(config_path, print_config, overrides):
+        from .config import load_config, to_yaml
+        schema, run = load()
+        cfg = load_config(schema, config_path, overrides)
+        if print_config:
+            click.echo(to_yaml(cfg))
+            return
+        report(cfg, run(cfg))
+    return command
+
+
 # --------------------------------------------------------------------------- core pipeline
 
 _CONFIG_OPT = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),

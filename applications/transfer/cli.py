@@ -1,21 +1,21 @@
 """``ssdd transfer``: the cross-architecture table."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
+from distill.cli import config_command
 
-@click.command("transfer")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="YAML config (applications/transfer/run.py: TransferConfig)")
-@click.argument("overrides", nargs=-1)
-def transfer(config_path, overrides):
-    """Pre-train architectures on distilled sets, fine-tune / probe on targets.  OVERRIDES: key=value ..."""
-    from distill.config import load_config
 
+def _load():
     from .run import TransferConfig, run_transfer
-    cfg = load_config(TransferConfig, config_path, overrides)
-    res = run_transfer(cfg)
+    return TransferConfig, run_transfer
+
+
+def _report(cfg, res):
     click.echo("\n" + res["table"])
     click.echo(f"wrote {res['paths']['md']}, {res['paths']['plot']}, {res['paths']['csv'].name}")
+
+
+transfer = config_command("transfer", _load, "Pre-train architectures on distilled sets, then fine-tune / "
+                                             "linear-probe on targets (e.g. -c configs/apps/transfer_sample.yaml).",
+                          _report)

@@ -36,22 +36,20 @@ def _patch(image_size: int) -> int:
     return 4 if image_size <= 32 else 8 if image_size <= 64 else 16
 
 
-@register_model("vit-tiny", help="ViT-Tiny (timm), patch scaled to the image, 192-d")
-def _vit_tiny(name, image_size, in_chans, **kw):
-    if image_size % _patch(image_size):
-        raise UserError(f"vit-tiny needs an image size divisible by {_patch(image_size)}, got {image_size}")
-    m = _timm_create("vit_tiny_patch16_224", image_size, in_chans, patch_size=_patch(image_size))
-    body = TimmBody(m)
-    return body, body.feature_dim
+def _vit(timm_name: str, label: str):
+    def build(name, image_size, in_chans, **kw):
+        patch = _patch(image_size)
+        if image_size % patch:
+            raise UserError(f"{label} needs an image size divisible by {patch}, got {image_size}")
+        body = TimmBody(_timm_create(timm_name, image_size, in_chans, patch_size=patch))
+        return body, body.feature_dim
+    return build
 
 
-@register_model("vit-small", help="ViT-Small (timm), patch scaled to the image, 384-d", listed=True)
-def _vit_small(name, image_size, in_chans, **kw):
-    if image_size % _patch(image_size):
-        raise UserError(f"vit-small needs an image size divisible by {_patch(image_size)}, got {image_size}")
-    m = _timm_create("vit_small_patch16_224", image_size, in_chans, patch_size=_patch(image_size))
-    body = TimmBody(m)
-    return body, body.feature_dim
+register_model("vit-tiny", help="ViT-Tiny (timm), patch scaled to the image, 192-d")(
+    _vit("vit_tiny_patch16_224", "vit-tiny"))
+register_model("vit-small", help="ViT-Small (timm), patch scaled to the image, 384-d")(
+    _vit("vit_small_patch16_224", "vit-small"))
 
 
 @register_model("timm:", prefix=True, help="any timm model by name, e.g. timm:resnet26d (no weights)")
