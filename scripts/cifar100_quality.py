@@ -44,8 +44,12 @@ def main():
     ap.add_argument("--preset", choices=list(PRESETS), default="cpu")
     ap.add_argument("--budgets", default="100,1000")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", default=None, help="KRR-ST outer steps per budget, e.g. 100:400,1000:200 "
+                                                  "(overrides the preset)")
     args = ap.parse_args()
-    p = PRESETS[args.preset]
+    p = dict(PRESETS[args.preset])
+    if args.steps:
+        p["steps"] = {int(k): int(v) for k, v in (kv.split(":") for kv in args.steps.split(","))}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     log = {"preset": args.preset, "settings": p, "stages": {}}

@@ -115,7 +115,7 @@ def test_summarize_closed_form():
     assert s["seen_avg_acc"] == pytest.approx([90.0, 70.0, (50 + 70 + 85) / 3])
 
 
-def test_two_experience_run_completes(tmp_path):
+def test_two_experience_run_completes(tmp_path, monkeypatch):
     cfg = ContinualConfig(benchmark="sample", n_experiences=2, train_per_class=10, test_per_class=5, arch=TINY,
                           epochs=1, batch_size=16, memory_per_class=2, retrain_epochs=2, seeds=[0],
                           buffers=[BufferSpec("none"), BufferSpec("reservoir"), BufferSpec("class_balanced", "retrain"),
@@ -128,3 +128,17 @@ def test_two_experience_run_completes(tmp_path):
         assert r["sizes"][-1]["bytes"] <= (r["memory_bytes"] or 0) or r["kind"] == "none"
     assert (tmp_path / "results.md").exists() and (tmp_path / "accuracy.png").exists()
     assert "| distilled (retrain) |" in res["table"] and "| class-balanced (real), retrain |" in res["table"]
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 4
+
+    # started again with the same settings, the finished runs are reused, not recomputed
+    import applications.continual.run as run_mod
+
+    def boom(*a, **k):
+        raise AssertionError("a finished run was recomputed")
+    monkeypatch.setattr(run_mod, "run_one", boom)
+    again = run_continual(cfg)
+    assert [r["matrix"] for r in again["runs"]] == [r["matrix"] for r in res["runs"]]
+    # a changed setting invalidates them
+    cfg.epochs = 2
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_continual(cfg)

@@ -18,4 +18,6 @@ def _report(cfg, res):
 
 
 continual = config_command("continual", _load, "Continual learning with distilled vs real replay at equal memory "
-                                               "(e.g. -c configs/apps/continual_sample.yaml).", _report)
+                                               "(e.g. -c configs/apps/continual_sample.yaml). Each finished run is kept in "
+                                               "OUTPUT/runs/ and reused when the command is started again with the "
+                                               "same settings.", _report)

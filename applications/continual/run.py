@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import re
 import time
 from pathlib import Path
 
@@ -160,20 +163,46 @@ def _silent_evaluator():
     return EvaluationPlugin(loggers=[])
 
 
-def run_continual(cfg: ContinualConfig) -> dict:
+def _run_key(cfg: ContinualConfig, spec: BufferSpec, seed: int) -> str:
+    """What a finished run depends on: the whole config except the run list, output and device."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in ("buffers", "seeds", "output", "device")}
+    d.update(spec=to_dict(spec), seed=seed)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_file(out: Path, spec: BufferSpec, seed: int) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", _label(spec).lower()).strip("-")
+    return out / "runs" / f"{slug}-seed{seed}.json"
+
+
+def run_continual(cfg: ContinualConfig, resume: bool = True) -> dict:
+    """Every (buffer, seed) run is written to ``output/runs/`` as it finishes and the report is rewritten,
+    so a long benchmark shows partial results and, when started again with the same settings, skips
+    the runs already done (``resume=False`` recomputes them)."""
     t0 = time.time()
     bench = split_benchmark(cfg.benchmark, cfg.root, cfg.n_experiences, seed=0, train_per_class=cfg.train_per_class,
                             test_per_class=cfg.test_per_class)
     teacher = None if cfg.distill.teacher == "model" else Teacher.load(cfg.distill.teacher)
-    runs = []
+    out = Path(cfg.output)
+    runs, report = [], None
     for spec in progress(cfg.buffers, desc="buffers"):
         for seed in cfg.seeds:
-            r = run_one(cfg, bench, spec, seed, teacher)
+            key, path = _run_key(cfg, spec, seed), _run_file(out, spec, seed)
+            r = json.loads(path.read_text()) if resume and path.exists() else None
+            cached = r is not None and r.get("key") == key
+            if not cached:
+                r = dict(run_one(cfg, bench, spec, seed, teacher), key=key)
+                write_json(path, r)
             runs.append(r)
             print(f"  {r['buffer']:<28} seed {seed}: final avg acc {r['final_avg_acc']:.2f}, forgetting "
                   f"{r['avg_forgetting']:.2f}, memory {r['sizes'][-1]['bytes'] / 1024:.0f} KiB "
-                  f"({r['sizes'][-1]['items']} items), {r['seconds']:.0f}s", flush=True)
-    out = Path(cfg.output)
+                  f"({r['sizes'][-1]['items']} items), {r['seconds']:.0f}s{' (done before)' if cached else ''}",
+                  flush=True)
+            report = _write_report(cfg, bench, runs, out, time.time() - t0)
+    return report or _write_report(cfg, bench, runs, out, time.time() - t0)
+
+
+def _write_report(cfg, bench, runs, out: Path, seconds: float) -> dict:
     table = _table(cfg, bench, runs)
     plot = _plot(cfg, bench, runs, out / "accuracy.png")
     md = (f"# Continual learning: split {bench.name}, {bench.n_experiences} experiences\n\n"
@@ -184,7 +213,7 @@ def run_continual(cfg: ContinualConfig) -> dict:
           f"mean ± sample std.\n\n{table}\n![accuracy]({plot.name})\n")
     paths = {"md": write_text(out / "results.md", md), "plot": plot,
              "json": write_json(out / "results.json", {"runs": runs, "config": to_dict(cfg), "class_order": bench.class_order,
-                                                      "seconds": time.time() - t0})}
+                                                      "seconds": seconds})}
     return {"runs": runs, "table": table, "markdown": md, "paths": paths}
 
 

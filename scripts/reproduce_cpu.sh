@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The CPU measurements of docs/BENCHMARKS.md, in order (2-core CPU, several hours in all).
+# DATA must hold cifar-10-batches-py/ and cifar-100-python/ (python ../shared/data/cifar.py $DATA).
+set -euo pipefail
+DATA=${DATA:-data}
+export SSDD_PROGRESS=${SSDD_PROGRESS:-0}
+
+# KRR-ST outer step at the CIFAR-100 setting (N=1000, real batch 1024, ConvNet-3 pool, ResNet-18 teacher)
+python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --json docs/bench/krrst_step.jsonl
+
+# core: SimCLR teacher on CIFAR-100 -> KRR-ST and random at N=100/1000 -> linear probes on CIFAR-100/10
+python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu
+
+# continual: Split CIFAR-10, equal memory (20 real images per class)
+ssdd continual -c configs/apps/continual_cifar10.yaml root="$DATA"
+
+# NAS: proxy quality of the CIFAR-100 sets for ranking ConvNets on CIFAR-10
+ssdd nas -c configs/apps/nas_cifar10.yaml --evaluate-proxy target.root="$DATA" \
+  "proxies=[{label: KRR-ST N=1000, path: runs/c100/krr_st_n1000.safetensors}, {label: random N=1000, path: runs/c100/random_n1000.safetensors}]" \
+  "space_args={depths: [2, 3, 4], widths: [16, 32, 64]}" pretrain.epochs=30 score.train_per_class=500 \
+  score.val_per_class=200 ground_truth.epochs=5 ground_truth.train_per_class=1000 num_archs=12 \
+  ground_truth.cache_dir=runs/nas_gt output=reports/nas_cifar10_cpu
+
+# KD: a CIFAR-10 teacher distilled into students through the CIFAR-100 sets
+python scripts/train_classifier.py --dataset cifar10 --root "$DATA" --arch convnet-32-64-128-bn --iterations 2000 \
+  -o runs/c10/classifier.safetensors
+ssdd kd -c configs/apps/kd_cifar10.yaml teacher=runs/c10/classifier.safetensors set=runs/c100/krr_st_n1000.safetensors \
+  random_set=runs/c100/random_n1000.safetensors target.root="$DATA" "students=[convnet-32-64-128-bn, alexnet]" \
+  iterations=400 batch_size=256 lr=1e-3 "seeds=[0]" output=reports/kd_cifar10_cpu
+
+# transfer: four architectures pre-trained on the N=100 sets, linear probe on CIFAR-100 (100 images per class)
+ssdd transfer -c configs/apps/transfer_cifar100.yaml \
+  "sets=[{label: KRR-ST, path: runs/c100/krr_st_n100.safetensors}, {label: random, path: runs/c100/random_n100.safetensors}]" \
+  "archs=[convnet-32-64-128-bn, alexnet, vgg11, mobilenetv2]" \
+  "targets=[{name: cifar100, root: $DATA, train_per_class: 100}]" pretrain.epochs=200 finetune.enabled=false \
+  linear.enabled=true linear.steps=100 "seeds=[0]" output=reports/transfer_cpu
