@@ -73,11 +73,13 @@ def main():
     timed = times[args.warmup:]
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+    cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else cpu,
            "budget": args.budget, "real_batch": args.real_batch, "pool_arch": args.pool_arch, "teacher": args.teacher,
            "amp": not args.no_amp and device.type == "cuda", "steps_timed": len(timed),
            "median_s_per_step": round(statistics.median(timed), 4), "mean_s_per_step": round(statistics.fmean(timed), 4),
-           "peak_memory_gib": round(peak, 3), "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+           "peak_memory_gib": round(peak, 3),
+           "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(res))
     if args.json:

@@ -46,8 +46,13 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", default=None, help="KRR-ST outer steps per budget, e.g. 100:400,1000:200 "
                                                   "(overrides the preset)")
+    ap.add_argument("--pool-steps", type=int, default=None, help="KRR-ST pool model lifetime (overrides the preset)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the no-pre-training rows (e.g. when a "
+                                                                 "second budget is run into its own report)")
     args = ap.parse_args()
     p = dict(PRESETS[args.preset])
+    if args.pool_steps:
+        p["pool_steps"] = args.pool_steps
     if args.steps:
         p["steps"] = {int(k): int(v) for k, v in (kv.split(":") for kv in args.steps.split(","))}
     work = Path(args.work)
@@ -95,15 +100,17 @@ def main():
     targets = [TargetConfig("cifar100", args.root), TargetConfig("cifar10", args.root)]
     rows = []
     t = time.time()
-    for n, group in [(None, {NO_PRETRAIN: None})] + list(sets_by_n.items()):
+    baseline = [] if args.no_baseline else [(None, {NO_PRETRAIN: None})]
+    for n, group in baseline + list(sets_by_n.items()):
         epochs = p["pretrain_epochs"][n] if n else 1
         ecfg = EvalConfig(arch=p["arch"], targets=targets, pretrain=PretrainConfig(epochs=epochs),
                           finetune=FinetuneConfig(enabled=p["finetune"] > 0, iterations=max(1, p["finetune"])),
                           linear=LinearConfig(steps=100), seeds=p["seeds"], output=args.report, device=args.device)
         rows += evaluate_sets(group, ecfg, write=False).rows
     log["stages"]["evaluate"] = {"seconds": round(time.time() - t)}
+    epochs_note = ", ".join(f"N={k}: {v} epochs" for k, v in p["pretrain_epochs"].items())
     notes = [f"CIFAR-100 source, teacher {teacher.describe()} (k-NN {teacher.meta.get('knn_top1')}%). Pre-train "
-             f"`{p['arch']}` on each set by MSE to its targets ({', '.join(f'N={k}: {v} epochs' for k, v in p['pretrain_epochs'].items())}), "
+             f"`{p['arch']}` on each set by MSE to its targets ({epochs_note}), "
              f"then L-BFGS linear probe (100 steps) on the full training split of each target; seeds {p['seeds']}; "
              f"test top-1 (%), mean ± sample std. Preset `{args.preset}`: {p}."]
     rep = write_report(args.report, rows, ("set", "arch", "target", "metric"), "set", ("target", "metric"),

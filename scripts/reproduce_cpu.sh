@@ -9,24 +9,27 @@ export SSDD_PROGRESS=${SSDD_PROGRESS:-0}
 python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --json docs/bench/krrst_step.jsonl
 
 # core: SimCLR teacher on CIFAR-100 -> KRR-ST and random at N=100/1000 -> linear probes on CIFAR-100/10
-python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu
+python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu --steps 100:1000,1000:300
 
 # continual: Split CIFAR-10, equal memory (20 real images per class)
 ssdd continual -c configs/apps/continual_cifar10.yaml root="$DATA"
 
-# NAS: proxy quality of the CIFAR-100 sets for ranking ConvNets on CIFAR-10
+# demo (the README's table)
+ssdd demo
+
+# NAS: proxy quality of the CIFAR-100 N=100 sets for ranking ConvNets on CIFAR-10
 ssdd nas -c configs/apps/nas_cifar10.yaml --evaluate-proxy target.root="$DATA" \
-  "proxies=[{label: KRR-ST N=1000, path: runs/c100/krr_st_n1000.safetensors}, {label: random N=1000, path: runs/c100/random_n1000.safetensors}]" \
-  "space_args={depths: [2, 3, 4], widths: [16, 32, 64]}" pretrain.epochs=30 score.train_per_class=500 \
+  "proxies=[{label: KRR-ST N=100, path: runs/c100/krr_st_n100.safetensors}, {label: random N=100, path: runs/c100/random_n100.safetensors}]" \
+  "space_args={depths: [2, 3, 4], widths: [16, 32, 64]}" pretrain.epochs=100 score.train_per_class=500 \
   score.val_per_class=200 ground_truth.epochs=5 ground_truth.train_per_class=1000 num_archs=12 \
   ground_truth.cache_dir=runs/nas_gt output=reports/nas_cifar10_cpu
 
 # KD: a CIFAR-10 teacher distilled into students through the CIFAR-100 sets
 python scripts/train_classifier.py --dataset cifar10 --root "$DATA" --arch convnet-32-64-128-bn --iterations 2000 \
   -o runs/c10/classifier.safetensors
-ssdd kd -c configs/apps/kd_cifar10.yaml teacher=runs/c10/classifier.safetensors set=runs/c100/krr_st_n1000.safetensors \
-  random_set=runs/c100/random_n1000.safetensors target.root="$DATA" "students=[convnet-32-64-128-bn, alexnet]" \
-  iterations=400 batch_size=256 lr=1e-3 "seeds=[0]" output=reports/kd_cifar10_cpu
+ssdd kd -c configs/apps/kd_cifar10.yaml teacher=runs/c10/classifier.safetensors set=runs/c100/krr_st_n100.safetensors \
+  random_set=runs/c100/random_n100.safetensors target.root="$DATA" "students=[convnet-32-64-128-bn]" \
+  iterations=400 batch_size=256 lr=1e-3 "seeds=[0, 1]" output=reports/kd_cifar10_cpu
 
 # transfer: four architectures pre-trained on the N=100 sets, linear probe on CIFAR-100 (100 images per class)
 ssdd transfer -c configs/apps/transfer_cifar100.yaml \

@@ -4,7 +4,7 @@ from click.testing import CliRunner
 
 from applications.kd import Classifier, KDConfig, noise_images, run_kd, train_classifier
 from distill.cli import cli
-from distill.config import LinearConfig, PretrainConfig, TargetConfig
+from distill.config import TargetConfig
 from distill.distilled import DistilledSet
 from distill.errors import FileFormatError
 

@@ -157,7 +157,8 @@ def run_kd(cfg: KDConfig) -> dict:
                 acc = evaluate(student, test, cfg.train_mode_eval, amp=cfg.amp)
                 rows.append({"student": student_name, "source": src, "seed": seed, "acc": acc, "start_acc": start})
                 curves[f"{student_name}/{src}/{seed}"] = hist
-                print(f"  {student_name:<12} seed {seed} {src:<6} {start:6.2f} -> {acc:6.2f}  (KD loss {hist[0]:.3f} -> {hist[-1]:.3f})",
+                print(f"  {student_name:<12} seed {seed} {src:<6} {start:6.2f} -> {acc:6.2f}  "
+                      f"(KD loss {hist[0]:.3f} -> {hist[-1]:.3f})",
                       flush=True)
     notes = [f"Teacher `{teacher.meta['arch']}` ({teacher_acc:.2f}% on {cfg.target.name} test). Images: the distilled set "
              f"`{Path(cfg.set).name}` ({len(s)} images from {s.meta.get('source')}), Gaussian noise, a random real subset of "

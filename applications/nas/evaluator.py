@@ -83,7 +83,8 @@ class GroundTruth:
         if gt.train_per_class:
             train = train.subset(label_subset(train.labels.cpu(), per_class=gt.train_per_class, seed=cfg.seed))
         self.train, self.test = train, test
-        self.folder = Path(gt.cache_dir) / f"{cfg.space}-{cfg.target.name}-{_gt_hash(cfg.space, cfg.space_args, cfg.target.name, gt, cfg.seed)}"
+        digest = _gt_hash(cfg.space, cfg.space_args, cfg.target.name, gt, cfg.seed)
+        self.folder = Path(gt.cache_dir) / f"{cfg.space}-{cfg.target.name}-{digest}"
 
     def _path(self, arch: dict) -> Path:
         return self.folder / (hashlib.sha1(arch_key(self.cfg.space, arch).encode()).hexdigest()[:16] + ".json")

@@ -27,7 +27,8 @@ def pretrain_loss_kind(cfg: PretrainConfig, m: Materialized) -> str:
         kind = "mse" if m.targets is not None else "ce" if m.labels is not None else "kl"
     need = {"mse": m.targets, "ce": m.labels, "kl": m.soft_labels}[kind]
     if need is None:
-        raise ConfigError(f"pre-training loss '{kind}' needs {'targets' if kind == 'mse' else 'labels' if kind == 'ce' else 'soft labels'}, "
+        what = {"mse": "targets", "ce": "labels"}.get(kind, "soft labels")
+        raise ConfigError(f"pre-training loss '{kind}' needs {what}, "
                           "which this set does not have")
     return kind
 
