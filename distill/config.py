@@ -287,6 +287,7 @@ class TargetConfig:
     test_split: str = "test"
     finetune_iterations: int | None = None  # overrides finetune.iterations (e.g. 5k for fine-grained sets)
     train_per_class: int | None = None    # a seeded class-balanced subset of the training split (CPU budgets)
+    test_per_class: int | None = None     # likewise for the test split (a smaller, noisier test: CPU budgets only)
 
 
 @dataclasses.dataclass

@@ -9,13 +9,26 @@ export SSDD_PROGRESS=${SSDD_PROGRESS:-0}
 python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --json docs/bench/krrst_step.jsonl
 
 # core: SimCLR teacher on CIFAR-100 -> KRR-ST and random at N=100/1000 -> linear probes on CIFAR-100/10
-python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu --steps 100:1000,1000:300
+python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu --budgets 100 --steps 100:1000
 
 # continual: Split CIFAR-10, equal memory (20 real images per class)
 ssdd continual -c configs/apps/continual_cifar10.yaml root="$DATA"
 
 # demo (the README's table)
 ssdd demo
+
+# why KRR-ST does (not) beat random: diagnostics on held-out training images, plus a lower-lr KRR-ST variant
+ssdd distill data.name=cifar100 data.root="$DATA" teacher=runs/c100/teacher.safetensors method=krr_st budget=100 \
+  steps=1000 output=runs/c100/krr_st_n100_lr1e-3.safetensors params.pool_arch=convnet-32-64-128-bn params.pool_size=4 \
+  params.pool_steps=100 params.real_batch=256 params.lr_images=1e-3 params.lr_targets=1e-3
+python scripts/krrst_diagnose.py --root "$DATA" --teacher runs/c100/teacher.safetensors runs/c100/krr_st_n100.safetensors \
+  runs/c100/random_n100.safetensors -o reports/krrst_diagnose
+python scripts/krrst_diagnose.py --root "$DATA" --teacher runs/c100/teacher.safetensors \
+  runs/c100/krr_st_n100_lr1e-3.safetensors -o reports/krrst_diagnose_lr1e-3
+
+# N=1000 (fewer steps and a shorter pool lifetime than N=100: the pool warm-up alone is ~200 full-batch passes)
+python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu_n1000 --budgets 1000 \
+  --steps 1000:100 --pool-steps 20 --no-baseline
 
 # NAS: proxy quality of the CIFAR-100 N=100 sets for ranking ConvNets on CIFAR-10
 ssdd nas -c configs/apps/nas_cifar10.yaml --evaluate-proxy target.root="$DATA" \
@@ -31,9 +44,9 @@ ssdd kd -c configs/apps/kd_cifar10.yaml teacher=runs/c10/classifier.safetensors 
   random_set=runs/c100/random_n100.safetensors target.root="$DATA" "students=[convnet-32-64-128-bn]" \
   iterations=400 batch_size=256 lr=1e-3 "seeds=[0, 1]" output=reports/kd_cifar10_cpu
 
-# transfer: four architectures pre-trained on the N=100 sets, linear probe on CIFAR-100 (100 images per class)
+# transfer: four architectures pre-trained on the N=100 sets, linear probe on CIFAR-100 (50 train / 20 test images per class)
 ssdd transfer -c configs/apps/transfer_cifar100.yaml \
   "sets=[{label: KRR-ST, path: runs/c100/krr_st_n100.safetensors}, {label: random, path: runs/c100/random_n100.safetensors}]" \
-  "archs=[convnet-32-64-128-bn, alexnet, vgg11, mobilenetv2]" \
-  "targets=[{name: cifar100, root: $DATA, train_per_class: 100}]" pretrain.epochs=200 finetune.enabled=false \
+  "archs=[convnet-32-64-128-bn, alexnet, vgg11, resnet10]" \
+  "targets=[{name: cifar100, root: $DATA, train_per_class: 50, test_per_class: 20}]" pretrain.epochs=50 finetune.enabled=false \
   linear.enabled=true linear.steps=100 "seeds=[0]" output=reports/transfer_cpu

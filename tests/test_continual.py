@@ -129,6 +129,7 @@ def test_two_experience_run_completes(tmp_path, monkeypatch):
     assert (tmp_path / "results.md").exists() and (tmp_path / "accuracy.png").exists()
     assert "| distilled (retrain) |" in res["table"] and "| class-balanced (real), retrain |" in res["table"]
     assert len(list((tmp_path / "runs").glob("*.json"))) == 4
+    assert f"= {res['runs'][1]['memory_bytes']} bytes for every buffer" in res["markdown"]  # not naive's 0
 
     # started again with the same settings, the finished runs are reused, not recomputed
     import applications.continual.run as run_mod

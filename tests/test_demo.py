@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -57,5 +58,6 @@ def test_demo_runs_end_to_end_small(tmp_path):
         assert (tmp_path / f).exists(), f
     table = (tmp_path / "results.md").read_text()
     assert "| KRR-ST (N=20) |" in table and "| random subset (N=20) |" in table and "| no pre-training |" in table
-    assert "the random subset here by" in r.output  # the verdict line, whichever way it goes
+    # the verdict line, whichever way it goes
+    assert re.search(r"KRR-ST is \d+\.\d\d points (above|below) the random subset here", r.output), r.output
     assert len(DistilledSet.load(tmp_path / "krr_st.safetensors")) == 20

@@ -68,3 +68,13 @@ def test_protocol_presets():
     assert mk.linear.steps == 20 and mk.linear.l2 == 1e-3 and not mk.finetune.enabled
     kr = load_eval_config(protocol="krrst", overrides=["pretrain.epochs=7"])
     assert kr.pretrain.epochs == 7 and kr.finetune.iterations == 10_000 and kr.pretrain.weight_decay == 1e-3
+
+
+def test_load_targets_class_balanced_subsets():
+    from distill.evaluate import load_targets
+    t = load_targets([TargetConfig("sample", train_per_class=7, test_per_class=3)], 32, 3, torch.device("cpu"))
+    train, test, _ = t["sample"]
+    assert len(train) == 70 and len(test) == 30
+    assert torch.bincount(train.labels).tolist() == [7] * 10 and torch.bincount(test.labels).tolist() == [3] * 10
+    with pytest.raises(Exception, match="channel"):
+        load_targets([TargetConfig("sample")], 32, 1, torch.device("cpu"))

@@ -207,8 +207,8 @@ def _write_report(cfg, bench, runs, out: Path, seconds: float) -> dict:
     plot = _plot(cfg, bench, runs, out / "accuracy.png")
     md = (f"# Continual learning: split {bench.name}, {bench.n_experiences} experiences\n\n"
           f"Naive fine-tuning of `{cfg.arch}` ({cfg.epochs} epoch(s) per experience, batch {cfg.batch_size}); memory "
-          f"{cfg.memory_per_class} real images per class = {runs[0]['memory_bytes'] if runs else 0} bytes for every "
-          f"buffer; distilled buffer: {cfg.distill.method}, {cfg.distill.steps} steps per experience, teacher "
+          f"{cfg.memory_per_class} real images per class = {max((r['memory_bytes'] for r in runs), default=0)} bytes "
+          f"for every buffer; distilled buffer: {cfg.distill.method}, {cfg.distill.steps} steps per experience, teacher "
           f"`{cfg.distill.teacher}`, images stored as {cfg.distill.storage_dtype}. Seeds {list(cfg.seeds)}; "
           f"mean ± sample std.\n\n{table}\n![accuracy]({plot.name})\n")
     paths = {"md": write_text(out / "results.md", md), "plot": plot,

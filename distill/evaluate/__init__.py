@@ -44,6 +44,8 @@ def load_targets(targets: list[TargetConfig], image_size: int, channels: int, de
         if t.train_per_class:
             train = train.subset(label_subset(train.labels.cpu(), per_class=t.train_per_class, seed=0))
         test = load_dataset(t.name, t.root, t.test_split, image_size, device=device)
+        if t.test_per_class:
+            test = test.subset(label_subset(test.labels.cpu(), per_class=t.test_per_class, seed=0))
         if train.channels != channels:
             raise DataError(f"target '{t.name}' has {train.channels} channel(s), the sets have {channels}")
         if not train.labelled or not test.labelled:
