@@ -87,12 +87,13 @@ def _bars(agg: list[dict], path: Path) -> Path:
         for k, lab in enumerate(labels):
             vals = [cell.get((ar, target, metric, lab)) for ar in archs]
             xs = [i + (k - (len(labels) - 1) / 2) * width for i in range(len(archs))]
-            ax.bar(xs, [v["mean"] if v else 0 for v in vals], width, yerr=[v["std"] if v else 0 for v in vals],
-                   label=lab, capsize=2)
+            spread = any(v and v["n"] > 1 for v in vals)  # no error bars from a single seed
+            ax.bar(xs, [v["mean"] if v else 0 for v in vals], width, label=lab, capsize=2,
+                   yerr=[v["std"] if v and v["n"] > 1 else 0 for v in vals] if spread else None)
         ax.set_xticks(range(len(archs)))
         ax.set_xticklabels(archs, rotation=20)
         ax.set_ylabel("test top-1 (%)")
-        ax.set_title(f"{target} {metric}")
+        ax.set_title(f"{target} {metric}" + ("" if max(a["n"] for a in agg) > 1 else " (one seed)"))
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
