@@ -11,7 +11,8 @@ python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --json docs/benc
 # core: SimCLR teacher on CIFAR-100 -> KRR-ST and random at N=100/1000 -> linear probes on CIFAR-100/10
 python scripts/cifar100_quality.py --root "$DATA" --work runs/c100 --report reports/cifar100_cpu --budgets 100 --steps 100:1000
 
-# continual: Split CIFAR-10, equal memory (20 real images per class)
+# continual: Split CIFAR-10, equal memory (20 real images per class); finished runs are kept in
+# reports/continual_cifar10/runs/ (the 2026-11-21 run was stopped before the distilled retrain rows)
 ssdd continual -c configs/apps/continual_cifar10.yaml root="$DATA"
 
 # demo (the README's table)
