@@ -143,3 +143,12 @@ def test_two_experience_run_completes(tmp_path, monkeypatch):
     cfg.epochs = 2
     with pytest.raises(AssertionError, match="recomputed"):
         run_continual(cfg)
+
+
+def test_buffers_with_one_name_are_refused():
+    from distill.config import load_config
+    from distill.errors import ConfigError
+    with pytest.raises(ConfigError, match="share the name"):
+        load_config(ContinualConfig, None, ["buffers=[{kind: reservoir}, {kind: reservoir}]"])
+    cfg = load_config(ContinualConfig, None, ["buffers=[{kind: reservoir}, {kind: reservoir, label: second}]"])
+    assert [b.label for b in cfg.buffers] == ["", "second"]

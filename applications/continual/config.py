@@ -17,6 +17,16 @@ class BufferSpec:
     label: str = ""
 
 
+def buffer_label(b: BufferSpec) -> str:
+    """The buffer's name in tables, plots and run files (``label`` when given)."""
+    if b.label:
+        return b.label
+    if b.kind == "distilled":
+        return f"distilled ({b.mode})"
+    name = {"none": "naive (no replay)", "reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)"}[b.kind]
+    return f"{name}, retrain" if b.mode == "retrain" else name
+
+
 @dataclass
 class DistillSpec:
     method: str = "krr_st"
@@ -63,6 +73,11 @@ class ContinualConfig:
                 raise ConfigError(f"mode '{b.mode}' needs a distilled buffer (stored feature targets)")
             if b.kind == "none" and b.mode == "retrain":
                 raise ConfigError("the retrain protocol needs a memory: pick a buffer kind other than none")
+        labels = [buffer_label(b) for b in self.buffers]
+        twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if twice:
+            raise ConfigError(f"two buffers share the name {twice}: their runs would be merged in the table",
+                              fix="give each a distinct `label:`")
         if not self.buffers or not self.seeds:
             raise ConfigError("continual needs at least one buffer and one seed")
         if self.memory_per_class < 1:

@@ -21,7 +21,7 @@ from distill.viz import matplotlib_pyplot, save_figure
 
 from .benchmarks import ContinualBenchmark, split_benchmark
 from .buffers import DistilledBuffer, real_buffer_size, real_item_bytes
-from .config import BufferSpec, ContinualConfig
+from .config import BufferSpec, ContinualConfig, buffer_label
 from .plugin import DistilledReplayPlugin
 
 
@@ -50,16 +50,6 @@ def summarize(matrix: list[list[float]]) -> dict:
     forget = [max(matrix[i][j] for i in range(j, t - 1)) - final[j] for j in range(t - 1)]
     return {"final_avg_acc": sum(final) / t, "avg_forgetting": sum(forget) / len(forget) if forget else 0.0,
             "seen_avg_acc": [sum(matrix[i][: i + 1]) / (i + 1) for i in range(t)]}
-
-
-def _label(b: BufferSpec) -> str:
-    if b.label:
-        return b.label
-    name = {"none": "naive (no replay)", "reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)"}.get(
-        b.kind, "distilled")
-    if b.kind == "distilled":
-        return f"distilled ({b.mode})"
-    return f"{name}, retrain" if b.mode == "retrain" and b.kind != "none" else name
 
 
 def _make_model(cfg: ContinualConfig, bench: ContinualBenchmark, device):
@@ -143,7 +133,7 @@ def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, s
                 else len(buffer.buffer) * real_item_bytes(bench.channels, bench.image_size) if buffer is not None else 0)
         sizes.append({"items": len(buffer) if isinstance(buffer, DistilledBuffer) else
                       (len(buffer.buffer) if buffer is not None else 0), "bytes": used})
-    res = {"buffer": _label(spec), "kind": spec.kind, "mode": spec.mode, "seed": seed, "matrix": matrix,
+    res = {"buffer": buffer_label(spec), "kind": spec.kind, "mode": spec.mode, "seed": seed, "matrix": matrix,
            "memory_bytes": memory_bytes if spec.kind != "none" else 0, "sizes": sizes, "seconds": time.time() - t0,
            **summarize(matrix)}
     return res
@@ -171,7 +161,7 @@ def _run_key(cfg: ContinualConfig, spec: BufferSpec, seed: int) -> str:
 
 
 def _run_file(out: Path, spec: BufferSpec, seed: int) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", _label(spec).lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", buffer_label(spec).lower()).strip("-")
     return out / "runs" / f"{slug}-seed{seed}.json"
 
 
