@@ -75,10 +75,21 @@ def cli():
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def info(file: Path):
-    """Print a distilled set's header, tensors and storage budget."""
+    """Print what a toolkit file holds: a distilled set's header, tensors and storage budget; a
+    teacher's, classifier's or checkpoint's header."""
     from .distilled import DistilledSet
-    ds = DistilledSet.load(file)
+    from .engine.record import load_record
+    rec = load_record(file)
     click.echo(f"{file}")
+    if not isinstance(rec, DistilledSet):
+        click.echo(rec.summary() if hasattr(rec, "summary") else f"{rec.NOUN}")
+        cfg = rec.meta.get("config") or rec.meta.get("meta", {}).get("config")
+        if isinstance(cfg, dict):
+            click.echo("config:")
+            for line in _flatten(cfg):
+                click.echo(f"  {line}")
+        return
+    ds = rec
     click.echo(ds.summary())
     extra = {k: v for k, v in ds.meta.items() if k not in ("method", "source", "teacher", "seed", "created",
                                                              "code_version", "mean", "std", "image_size",
@@ -217,6 +228,11 @@ def config_command(name: str, load, help: str, report) -> click.Command:
 
 # --------------------------------------------------------------------------- core pipeline
 
+def _protocols() -> list[str]:
+    from .evaluate.config import list_protocols
+    return list_protocols()
+
+
 _CONFIG_OPT = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                            default=None, help="YAML config (keys: see the command's config dataclass)")
 _OVERRIDES = click.argument("overrides", nargs=-1)
@@ -229,8 +245,8 @@ _OVERRIDES = click.argument("overrides", nargs=-1)
 @_OVERRIDES
 def teacher(config_path, resume, print_config, overrides):
     """Train a self-supervised teacher (Barlow Twins / SimCLR).  OVERRIDES: key=value ..."""
-    from .config import TeacherConfig, load_config, to_yaml
-    from .ssl import train_teacher
+    from .config import load_config, to_yaml
+    from .ssl import TeacherConfig, train_teacher
     cfg = load_config(TeacherConfig, config_path, overrides)
     if print_config:
         click.echo(to_yaml(cfg))
@@ -247,15 +263,18 @@ def teacher(config_path, resume, print_config, overrides):
 @_OVERRIDES
 def distill_cmd(config_path, resume, print_config, overrides):
     """Distil a dataset into a set file (krr_st, random, kcenter).  OVERRIDES: key=value ..."""
-    from .config import DistillConfig, load_config, to_yaml
+    from .config import load_config, to_yaml
     from .distilled import human_bytes
-    from .methods import get_method, method_config, run_distillation
+    from .methods import DistillConfig, get_method, method_config, run_distillation
     cfg = load_config(DistillConfig, config_path, overrides)
     method_config(get_method(cfg.method), cfg.params)  # fail early on bad params
     if print_config:
         click.echo(to_yaml(cfg))
         return
     res = run_distillation(cfg, resume=resume)
+    if res.set is None:
+        click.echo(f"stopped at step {res.steps}; checkpoint {res.path}")
+        return
     last = f", final outer loss {res.history[-1]['loss']:.4g}" if res.history else ""
     click.echo(f"wrote {res.path}: {cfg.method}, {len(res.set)} examples, {human_bytes(res.set.storage_bytes())} "
                f"({res.set.image_equivalents():.1f} image-equivalents), {res.steps} steps{last} ({res.seconds:.0f}s)")
@@ -264,7 +283,8 @@ def distill_cmd(config_path, resume, print_config, overrides):
 @cli.command()
 @click.argument("sets", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @_CONFIG_OPT
-@click.option("--protocol", type=click.Choice(["krrst", "mkdt"]), default=None, help="evaluation preset")
+@click.option("--protocol", type=click.Choice(_protocols()), default=None,
+              help="evaluation preset (a protocol of distill.evaluate.config.PROTOCOLS)")
 @click.option("--targets", default=None, help="comma list of NAME[:ROOT], e.g. cifar100:/data,cifar10:/data")
 @click.option("--arch", default=None, help="architecture to pre-train (registry name)")
 @click.option("--seeds", default=None, help="comma list of seeds, e.g. 0,1,2")
@@ -273,8 +293,7 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output):
     """Pre-train on each SET, then fine-tune / linear-probe on the targets; write a table.
 
     Extra arguments of the form key=value override the config (e.g. pretrain.epochs=100)."""
-    from .config import load_eval_config
-    from .evaluate import evaluate_files
+    from .evaluate import evaluate_files, load_eval_config
     files = [s for s in sets if "=" not in str(s)]
     overrides = [str(s) for s in sets if "=" in str(s)]
     extra = {}

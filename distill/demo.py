@@ -14,8 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .config import (DataConfig, DistillConfig, EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig,
-                     TargetConfig, TeacherConfig, to_dict)
+from .config import to_dict
+from .data.config import DataConfig
+from .evaluate.config import EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig, TargetConfig
+from .methods.run import DistillConfig
+from .ssl.train import TeacherConfig
 from .engine import resolve_device
 from .engine.files import write_text
 from .evaluate import NO_PRETRAIN, evaluate_sets

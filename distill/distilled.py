@@ -21,27 +21,20 @@ everything stored, honestly.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .engine.safefile import load_tensors, save_tensors
-from .errors import FileFormatError, UserError
+from .engine.record import Record, register_record, validate_image_spec
+from .errors import FileFormatError
 
 FORMAT = "ssdd.distilled"
 VERSION = 1
 TENSOR_FIELDS = ("images", "targets", "labels", "soft_labels", "image_bases", "image_coeffs", "target_bases",
                  "target_coeffs", "lr")
 REQUIRED_META = ("method", "image_size", "channels", "mean", "std")
-
-
-def code_version() -> str:
-    from . import __version__
-    return __version__
 
 
 @dataclass
@@ -58,9 +51,14 @@ class Materialized:
         return self.images.shape[0]
 
 
+@register_record
 @dataclass
-class DistilledSet:
+class DistilledSet(Record):
     """A distilled (or baseline) set and its metadata; see the module docstring for the fields."""
+
+    KIND = FORMAT
+    NOUN = "distilled set"
+    VERSION = VERSION
 
     images: torch.Tensor | None = None
     targets: torch.Tensor | None = None
@@ -124,18 +122,10 @@ class DistilledSet:
         def bad(msg, fix=None):
             raise FileFormatError(f"{where}: {msg}", fix=fix)
 
-        missing = [k for k in REQUIRED_META if k not in self.meta]
-        if missing:
-            bad(f"header lacks {', '.join(missing)}")
+        if "method" not in self.meta:
+            bad("header lacks method")
+        validate_image_spec(self.meta, where, required=True)
         c, s = self.meta["channels"], self.meta["image_size"]
-        if not (isinstance(c, int) and c > 0 and isinstance(s, int) and s > 0):
-            bad(f"header has channels={c!r}, image_size={s!r}; expected positive integers")
-        for key in ("mean", "std"):
-            v = self.meta[key]
-            if not isinstance(v, (list, tuple)) or len(v) != c or not all(isinstance(a, (int, float)) for a in v):
-                bad(f"header '{key}' must be {c} numbers, got {v!r}")
-        if any(a <= 0 for a in self.meta["std"]):
-            bad("header 'std' must be positive")
         for name, t in self.tensors().items():
             if not isinstance(t, torch.Tensor):
                 bad(f"'{name}' is not a tensor")
@@ -219,45 +209,30 @@ class DistilledSet:
     # ------------------------------------------------------------------ files
 
     def header(self) -> dict:
-        meta = dict(self.meta)
-        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        meta.setdefault("code_version", code_version())
-        meta["num_examples"] = len(self)
-        meta["storage_bytes"] = self.storage_bytes()
-        meta["image_equivalents"] = round(self.image_equivalents(), 4)
-        return {"format": FORMAT, "version": VERSION, **meta}
+        header = super().header()
+        header.update(num_examples=len(self), storage_bytes=self.storage_bytes(),
+                      image_equivalents=round(self.image_equivalents(), 4))
+        return header
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Validate, then write atomically (temp file + rename): no partial file on failure."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise UserError(f"{path}: a distilled set is written as a .safetensors file",
-                            fix=f"use {path.with_suffix('.safetensors').name}")
-        self.validate(str(path))
-        header = self.header()
-        self.meta.update({k: header[k] for k in ("created", "code_version")})
-        return save_tensors(path, self.tensors(), header)
+    @classmethod
+    def from_file(cls, tensors, meta, where, device="cpu") -> "DistilledSet":
+        unknown = sorted(set(tensors) - set(TENSOR_FIELDS))
+        if unknown:
+            raise FileFormatError(f"{where}: unknown tensor(s) {', '.join(unknown)} in a version-{cls.VERSION} set")
+        stored = meta.pop("storage_bytes", None)
+        for k in ("num_examples", "image_equivalents"):
+            meta.pop(k, None)
+        ds = cls(**tensors, meta=meta)
+        ds.validate(where)
+        if stored is not None and stored != ds.storage_bytes():
+            raise FileFormatError(f"{where}: header says {stored} bytes of tensors, the file holds "
+                                  f"{ds.storage_bytes()}; the file is inconsistent")
+        return ds
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "DistilledSet":
         """Read and validate a set; pickles, foreign, truncated or inconsistent files raise FileFormatError."""
-        tensors, header = load_tensors(path, FORMAT, device=device)
-        version = header.get("version")
-        if not isinstance(version, int) or version > VERSION or version < 1:
-            raise FileFormatError(f"{path}: distilled-set format version {version!r} is not supported "
-                                  f"(this toolkit reads version {VERSION})", fix="upgrade the toolkit")
-        unknown = sorted(set(tensors) - set(TENSOR_FIELDS))
-        if unknown:
-            raise FileFormatError(f"{path}: unknown tensor(s) {', '.join(unknown)} in a version-{version} set")
-        meta = {k: v for k, v in header.items() if k not in ("format", "version", "num_examples", "storage_bytes",
-                                                             "image_equivalents")}
-        ds = cls(**tensors, meta=meta)
-        ds.validate(str(path))
-        stored = header.get("storage_bytes")
-        if stored is not None and stored != ds.storage_bytes():
-            raise FileFormatError(f"{path}: header says {stored} bytes of tensors, the file holds "
-                                  f"{ds.storage_bytes()}; the file is inconsistent")
-        return ds
+        return super().load(path, device)
 
     # ------------------------------------------------------------------ text
 

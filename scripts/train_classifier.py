@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from applications.kd import train_classifier
 from distill.data import load_dataset
 from distill.engine import resolve_device
+from distill.evaluate import train_classifier
 
 
 def main():

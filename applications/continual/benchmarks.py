@@ -1,11 +1,13 @@
 """Split CIFAR-10/100 (and the embedded sample) as Avalanche class-incremental benchmarks,
-built from local data (never downloading), with the class mapping kept for the buffers."""
+built from local data (never downloading), with the class mapping kept for the buffers.
+
+Images stay in [0, 1] pixel space (the toolkit's convention); models normalise inside with the
+benchmark's ``mean`` / ``std``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
-from torchvision.transforms import Normalize
 
 from distill.data import ImageSet, label_subset, load_dataset
 from distill.errors import DataError
@@ -33,11 +35,6 @@ class ContinualBenchmark:
     def n_experiences(self) -> int:
         return len(self.test_sets)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        m = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        s = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - m) / s
-
     def remap(self, original_labels: torch.Tensor) -> torch.Tensor:
         """Original dataset labels -> the benchmark's labels."""
         lut = torch.full((max(self.mapping) + 1,), -1, dtype=torch.long)
@@ -63,12 +60,13 @@ def split_benchmark(name: str, root: str | None = None, n_experiences: int | Non
     mapping = {orig: new for new, orig in enumerate(order)}
     bench = ContinualBenchmark(None, name, k, [train.classes[o] for o in order], order, mapping, train.mean,
                                train.std, train.image_size, train.channels)
-    norm = Normalize(list(train.mean), list(train.std))
-    groups = {"train": (norm, None), "eval": (norm, None)}
+    # the datasets hold [0, 1] pixel-space images, as everywhere in the toolkit; the model normalises
+    # with the benchmark's mean/std (they are in ``bench``)
 
     def avl(ds: ImageSet):
         y = bench.remap(ds.labels)
-        return make_tensor_dataset(ds.float(), y, groups), ds.float(), y
+        x = ds.float()
+        return make_tensor_dataset(x, y), x, y
 
     tr, _, _ = avl(train)
     te, xte, yte = avl(test)

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 import torch
 from avalanche.training.storage_policy import ExemplarsBuffer
 
-from distill.config import DataConfig, DistillConfig
+from distill.data.config import DataConfig
+from distill.methods import DistillConfig
 from distill.data import ImageSet
 from distill.errors import UserError
 from distill.methods import run_distillation
 from distill.models import Net
 from distill.ssl import Teacher
 
-from .compat import concat, make_tensor_dataset
+from .compat import concat, dataset_tensors, make_tensor_dataset
 
 LABEL_BYTES = 8
 DTYPE_BYTES = {"uint8": 1, "float16": 2, "float32": 4}
@@ -63,7 +64,7 @@ class DistilledBuffer(ExemplarsBuffer):
     its share). Distillation is any method of the registry (KRR-ST, class-conditional, by
     default); its teacher is a frozen SSL ``Teacher`` or, with ``teacher="model"``, a frozen copy
     of the continually trained model's own backbone. Images are kept in pixel space at
-    ``storage_dtype`` and normalised with the benchmark's mean/std when used; labels are the
+    ``storage_dtype`` (the model normalises, as everywhere in the toolkit); labels are the
     benchmark's (already mapped) labels. With ``store_targets`` each example also keeps the
     model's features at storage time (float16), the target of representation replay.
     """
@@ -106,13 +107,10 @@ class DistilledBuffer(ExemplarsBuffer):
 
     # ------------------------------------------------------------------ views
     def tensors(self, device=None):
-        """(normalised images, labels, feature targets or None) of the whole memory."""
+        """(pixel-space images, labels, feature targets or None) of the whole memory."""
         if not self.shares:
             return None
         x = torch.cat([_dequantize(s.images) for s in self.shares])
-        m = torch.tensor(self.mean).view(1, -1, 1, 1)
-        sd = torch.tensor(self.std).view(1, -1, 1, 1)
-        x = (x - m) / sd
         y = torch.cat([s.labels for s in self.shares])
         t = torch.cat([s.targets for s in self.shares]).float() if self.store_targets else None
         if device is not None:
@@ -126,9 +124,7 @@ class DistilledBuffer(ExemplarsBuffer):
             return
         x = torch.cat([_dequantize(s.images) for s in self.shares])
         y = torch.cat([s.labels for s in self.shares])
-        from torchvision.transforms import Normalize
-        norm = Normalize(list(self.mean), list(self.std))
-        self.buffer = make_tensor_dataset(x, y, {"train": (norm, None), "eval": (norm, None)})
+        self.buffer = make_tensor_dataset(x, y)   # pixel space: the model normalises
 
     # ------------------------------------------------------------------ Avalanche hooks
     @staticmethod
@@ -182,18 +178,9 @@ class DistilledBuffer(ExemplarsBuffer):
 
     # ------------------------------------------------------------------ helpers
     def _experience_images(self, exp) -> ImageSet:
-        """The experience's images back in uint8 pixel space (the datasets normalise on access)."""
-        data = exp.dataset.eval()
-        xs, ys = [], []
-        for i in range(len(data)):
-            x, y = data[i][0], data[i][1]
-            xs.append(x)
-            ys.append(int(y))
-        x = torch.stack(xs)
-        m = torch.tensor(self.mean).view(1, -1, 1, 1)
-        sd = torch.tensor(self.std).view(1, -1, 1, 1)
-        pix = (x * sd + m).clamp(0, 1).mul(255).round().to(torch.uint8)
-        labels = torch.tensor(ys)
+        """The experience's images as a uint8 pixel-space ImageSet (the datasets hold pixel space)."""
+        x, labels = dataset_tensors(exp.dataset.eval())
+        pix = x.clamp(0, 1).mul(255).round().to(torch.uint8)
         k = int(labels.max()) + 1
         return ImageSet(pix, labels, [str(i) for i in range(k)], name=f"experience{exp.current_experience}",
                         split="train", mean=self.mean, std=self.std)
@@ -204,9 +191,8 @@ class DistilledBuffer(ExemplarsBuffer):
         if not isinstance(model, Net):
             raise UserError("teacher='model' needs the strategy's model to be a registry model (distill.models.Net)",
                             fix="pass a frozen SSL Teacher to the buffer instead")
-        net = copy.deepcopy(model).eval()
-        net.set_normalization(self.mean, self.std)  # the copy sees pixel-space images
-        return Teacher(net, {"backbone": model.name, "image_size": self.image_size, "in_chans": self.channels,
+        net = copy.deepcopy(model).eval()   # normalises with the benchmark's statistics, like the model
+        return Teacher(net, {"arch": model.name, "image_size": self.image_size, "channels": self.channels,
                              "mean": list(self.mean), "std": list(self.std), "source": "continual model"})
 
     @torch.no_grad()
@@ -216,8 +202,6 @@ class DistilledBuffer(ExemplarsBuffer):
         dev = next(model.parameters()).device
         was = model.training
         model.eval()
-        m = torch.tensor(self.mean, device=dev).view(1, -1, 1, 1)
-        sd = torch.tensor(self.std, device=dev).view(1, -1, 1, 1)
-        f = model.embed((pixels.to(dev) - m) / sd).float().cpu()
+        f = model.embed(pixels.to(dev)).float().cpu()
         model.train(was)
         return f

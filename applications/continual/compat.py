@@ -37,6 +37,21 @@ def replay_loader(data, memory, batch_size: int, batch_size_mem: int):
                             batch_size_mem=batch_size_mem, task_balanced_dataloader=False, shuffle=True)
 
 
+def dataset_tensors(data, batch_size: int = 1024):
+    """(images, labels) of any Avalanche classification dataset, collated in batches by a DataLoader
+    (no per-item loop of our own); images as Avalanche returns them (pixel space here)."""
+    from torch.utils.data import DataLoader
+    xs, ys = [], []
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0):
+        xs.append(batch[0])
+        ys.append(batch[1])
+    if not xs:
+        import torch
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    import torch
+    return torch.cat(xs), torch.cat(ys).long()
+
+
 def concat(datasets):
     from avalanche.benchmarks.utils import concat_datasets
     return concat_datasets(list(datasets))

@@ -6,7 +6,7 @@ from typing import Any
 
 from distill.errors import ConfigError
 
-BUFFER_KINDS = ("none", "reservoir", "class_balanced", "distilled")
+BUFFER_KINDS = ("none", "reservoir", "class_balanced", "distilled")   # the keys of run.BUFFERS
 DISTILLED_MODES = ("experience", "representation", "both", "retrain")
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.config import to_dict
-from distill.engine import progress, resolve_device, seed_everything
+from distill.engine import accuracy, epoch_batches, fit, progress, resolve_device, seed_everything
 from distill.engine.files import write_json, write_text
 from distill.evaluate.report import aggregate, fmt
 from distill.models import create_model
@@ -21,22 +21,14 @@ from distill.viz import matplotlib_pyplot, save_figure
 
 from .benchmarks import ContinualBenchmark, split_benchmark
 from .buffers import DistilledBuffer, real_buffer_size, real_item_bytes
+from .compat import dataset_tensors
 from .config import BufferSpec, ContinualConfig, buffer_label
 from .plugin import DistilledReplayPlugin
 
 
-@torch.no_grad()
 def experience_accuracies(model, bench: ContinualBenchmark, device, batch: int = 1000) -> list[float]:
-    """Top-1 (%) of ``model`` on each test experience (normalised inputs, eval mode)."""
-    model.eval()
-    out = []
-    for x, y in bench.test_sets:
-        correct = 0
-        for i in range(0, len(x), batch):
-            xb = bench.normalize(x[i:i + batch].to(device))
-            correct += (model(xb).argmax(1) == y[i:i + batch].to(device)).sum().item()
-        out.append(100.0 * correct / max(1, len(x)))
-    return out
+    """Top-1 (%) of ``model`` on each test experience (pixel-space inputs, eval mode)."""
+    return [accuracy(model, x.to(device), y.to(device), batch_size=batch) for x, y in bench.test_sets]
 
 
 def summarize(matrix: list[list[float]]) -> dict:
@@ -53,20 +45,17 @@ def summarize(matrix: list[list[float]]) -> dict:
 
 
 def _make_model(cfg: ContinualConfig, bench: ContinualBenchmark, device):
-    # inputs arrive normalised by the benchmark's datasets: the model's own normalisation stays identity
+    # inputs are pixel space; the model normalises with the benchmark's statistics
     return create_model(cfg.arch, out_dim=bench.num_classes, image_size=bench.image_size,
-                        in_chans=bench.channels).to(device)
+                        in_chans=bench.channels, mean=bench.mean, std=bench.std).to(device)
 
 
 def memory_tensors(buffer, device):
-    """(normalised images, labels, targets or None) of any buffer, on ``device``."""
+    """(pixel-space images, labels, targets or None) of any buffer, on ``device``."""
     if isinstance(buffer, DistilledBuffer):
         return buffer.tensors(device=device)
-    data = buffer.buffer.eval()
-    items = [data[i] for i in range(len(data))]
-    x = torch.stack([it[0] for it in items]).to(device)
-    y = torch.tensor([int(it[1]) for it in items], device=device)
-    return x, y, None
+    x, y = dataset_tensors(buffer.buffer.eval())
+    return x.to(device), y.to(device), None
 
 
 def retrain_on_memory(model, memory, cfg: ContinualConfig, device):
@@ -74,46 +63,66 @@ def retrain_on_memory(model, memory, cfg: ContinualConfig, device):
     x, y, _ = memory
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, -(-len(x) // cfg.batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.retrain_epochs * steps_per_epoch)
-    for _ in range(cfg.retrain_epochs):
-        perm = torch.randperm(len(x), device=device)
-        for i in range(0, len(x), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    batches = epoch_batches(len(x), cfg.batch_size, device)
+    total = cfg.retrain_epochs * batches.steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+
+    def step(i):
+        idx = batches(i)
+        return F.cross_entropy(model(x[idx]), y[idx])
+
+    fit(step, total, optimizer=opt, scheduler=sched, device=device, desc="retrain on memory",
+        what="retraining loss", fix="lower lr", log_every=max(1, total // 10))
     return model
 
 
+# --------------------------------------------------------------------------- buffers, by kind
+
+
+def _real_buffer(kind):
+    def make(cfg, bench, spec, seed, teacher, model, memory_bytes):
+        from avalanche.training.plugins import ReplayPlugin
+        from avalanche.training.storage_policy import ClassBalancedBuffer, ReservoirSamplingBuffer
+        n = real_buffer_size(memory_bytes, bench.channels, bench.image_size)
+        buffer = ReservoirSamplingBuffer(n) if kind == "reservoir" else ClassBalancedBuffer(n, adaptive_size=True)
+        plugin = None
+        if spec.mode != "retrain":
+            plugin = _replay_plugin(ReplayPlugin)(mem_size=n, batch_size_mem=cfg.batch_size_mem, storage_policy=buffer)
+        return buffer, plugin
+    return make
+
+
+def _distilled_buffer(cfg, bench, spec, seed, teacher, model, memory_bytes):
+    buffer = DistilledBuffer(memory_bytes, mean=bench.mean, std=bench.std, image_size=bench.image_size,
+                             channels=bench.channels, teacher=teacher or "model", method=cfg.distill.method,
+                             steps=cfg.distill.steps, params=cfg.distill.params,
+                             storage_dtype=cfg.distill.storage_dtype,
+                             store_targets=spec.mode in ("representation", "both"),
+                             feature_dim=model.feature_dim, device=cfg.device, seed=seed)
+    plugin = None if spec.mode == "retrain" else DistilledReplayPlugin(buffer, spec.mode, cfg.batch_size_mem,
+                                                                       cfg.repr_weight)
+    return buffer, plugin
+
+
+#: buffer kind -> factory(cfg, bench, spec, seed, teacher, model, memory_bytes) -> (buffer or None, plugin or None)
+BUFFERS = {
+    "none": lambda *a: (None, None),
+    "reservoir": _real_buffer("reservoir"),
+    "class_balanced": _real_buffer("class_balanced"),
+    "distilled": _distilled_buffer,
+}
+
+
 def run_one(cfg: ContinualConfig, bench: ContinualBenchmark, spec: BufferSpec, seed: int, teacher) -> dict:
-    from avalanche.training.plugins import ReplayPlugin
-    from avalanche.training.storage_policy import ClassBalancedBuffer, ReservoirSamplingBuffer
     from avalanche.training.supervised import Naive
     device = resolve_device(cfg.device)
     seed_everything(seed)
     model = _make_model(cfg, bench, device)
     init_state = copy.deepcopy(model.state_dict())
     memory_bytes = cfg.memory_per_class * bench.num_classes * real_item_bytes(bench.channels, bench.image_size)
-    plugins, buffer = [], None
     retrain = spec.mode == "retrain"
-    if spec.kind in ("reservoir", "class_balanced"):
-        n = real_buffer_size(memory_bytes, bench.channels, bench.image_size)
-        buffer = ReservoirSamplingBuffer(n) if spec.kind == "reservoir" else ClassBalancedBuffer(n, adaptive_size=True)
-        if not retrain:
-            plugins.append(_replay_plugin(ReplayPlugin)(mem_size=n, batch_size_mem=cfg.batch_size_mem,
-                                                        storage_policy=buffer))
-    elif spec.kind == "distilled":
-        buffer = DistilledBuffer(memory_bytes, mean=bench.mean, std=bench.std, image_size=bench.image_size,
-                                 channels=bench.channels, teacher=teacher or "model", method=cfg.distill.method,
-                                 steps=cfg.distill.steps, params=cfg.distill.params,
-                                 storage_dtype=cfg.distill.storage_dtype,
-                                 store_targets=spec.mode in ("representation", "both"),
-                                 feature_dim=model.feature_dim, device=cfg.device, seed=seed)
-        if not retrain:
-            plugins.append(DistilledReplayPlugin(buffer, spec.mode, cfg.batch_size_mem, cfg.repr_weight))
+    buffer, plugin = BUFFERS[spec.kind](cfg, bench, spec, seed, teacher, model, memory_bytes)
+    plugins = [plugin] if plugin is not None else []
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                                             weight_decay=cfg.weight_decay),
                      criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,

@@ -1,5 +1,7 @@
 """Data-free knowledge distillation through distilled sets."""
-from .classifier import Classifier, train_classifier
+from distill.classifier import Classifier
+from distill.evaluate import train_classifier
+
 from .run import KDConfig, kd_train, noise_images, run_kd
 
 __all__ = ["Classifier", "KDConfig", "kd_train", "noise_images", "run_kd", "train_classifier"]

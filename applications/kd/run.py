@@ -15,17 +15,18 @@ import torch
 import torch.nn.functional as F
 
 from distill import DistilledSet
-from distill.config import PretrainConfig, TargetConfig, to_dict
+from distill.config import to_dict
+from distill.evaluate.config import PretrainConfig, TargetConfig
 from distill.data import ImageSet, load_dataset
 from distill.data.augment import DSA
-from distill.engine import autocast, progress, resolve_device, seed_everything
+from distill.classifier import Classifier
+from distill.engine import accuracy, fit, full_precision, resolve_device, seed_everything
 from distill.engine.optim import warmup_cosine
 from distill.errors import ConfigError, DataError
 from distill.evaluate import pretrain_on_set
 from distill.evaluate.report import write_report
 from distill.models import Net, create_model
 
-from .classifier import Classifier
 
 SOURCES = ("set", "noise", "random")
 
@@ -48,7 +49,7 @@ class KDConfig:
     train_mode_eval: bool = False         # evaluate with BN in train mode, as the reference code did
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
-    amp: bool = True
+    amp: str = "auto"                     # auto | bf16 | off
     output: str = "reports/kd"
 
     def validate(self):
@@ -70,15 +71,8 @@ def noise_images(n: int, like: DistilledSet, generator: torch.Generator) -> torc
     return z * s + m
 
 
-@torch.no_grad()
-def evaluate(model: Net, test: ImageSet, train_mode: bool = False, batch: int = 1000, amp: bool = True) -> float:
-    model.train(train_mode)
-    correct = 0
-    for i in range(0, len(test), batch):
-        idx = torch.arange(i, min(i + batch, len(test)), device=test.device)
-        with autocast(test.device, amp):
-            correct += (model(test.float(idx)).argmax(1) == test.labels[idx]).sum().item()
-    return 100.0 * correct / len(test)
+def evaluate(model: Net, test: ImageSet, train_mode: bool = False, batch: int = 1000, amp="auto") -> float:
+    return accuracy(model, test, batch_size=batch, amp=amp, train_mode=train_mode)
 
 
 def kd_train(student: Net, teacher: Net, images: torch.Tensor, cfg: KDConfig, device, desc: str = "kd") -> list[float]:
@@ -90,26 +84,21 @@ def kd_train(student: Net, teacher: Net, images: torch.Tensor, cfg: KDConfig, de
     aug = DSA(images.shape[-1], cfg.dsa) if cfg.dsa else None
     t = cfg.temperature
     bs = min(cfg.batch_size, len(images))
-    history, acc_loss = [], torch.zeros((), device=device)
-    for it in progress(range(cfg.iterations), desc=desc):
+
+    def step(i):
         idx = torch.randint(0, len(images), (bs,), device=device)
         x = images[idx]
         if aug is not None:
             x = aug(x)
-        with torch.no_grad(), autocast(device, cfg.amp):
+        with torch.no_grad():
             p_t = F.softmax(teacher(x).float() / t, dim=1)
-        with autocast(device, cfg.amp):
-            logits = student(x)
-        loss = F.kl_div(F.log_softmax(logits.float() / t, dim=1), p_t, reduction="batchmean") * t * t
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        acc_loss += loss.detach()
-        if (it + 1) % 100 == 0 or it + 1 == cfg.iterations:
-            history.append((acc_loss / (100 if (it + 1) % 100 == 0 else (it + 1) % 100)).item())
-            acc_loss.zero_()
-    return history
+        logits = student(x)
+        with full_precision(device):
+            return F.kl_div(F.log_softmax(logits.float() / t, dim=1), p_t, reduction="batchmean") * t * t
+
+    res = fit(step, cfg.iterations, optimizer=opt, scheduler=sched, device=device, amp=cfg.amp, desc=desc,
+              what="KD loss", fix="lower lr", log_every=100)
+    return [r["loss"] for r in res.history]
 
 
 def run_kd(cfg: KDConfig) -> dict:
@@ -117,9 +106,9 @@ def run_kd(cfg: KDConfig) -> dict:
     device = resolve_device(cfg.device)
     teacher = Classifier.load(cfg.teacher, device=device)
     s = DistilledSet.load(cfg.set)
-    if (s.image_size, s.channels) != (teacher.image_size, int(teacher.meta.get("in_chans", 3))):
+    if (s.image_size, s.channels) != (teacher.image_size, teacher.channels):
         raise DataError(f"the set is {s.channels}x{s.image_size}px but the teacher takes "
-                        f"{teacher.meta.get('in_chans', 3)}x{teacher.image_size}px")
+                        f"{teacher.channels}x{teacher.image_size}px")
     test = load_dataset(cfg.target.name, cfg.target.root, cfg.target.test_split, teacher.image_size, device=device)
     if test.num_classes != teacher.num_classes:
         raise DataError(f"target '{cfg.target.name}' has {test.num_classes} classes, the teacher {teacher.num_classes}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.config import LinearConfig, PretrainConfig, TargetConfig
+from distill.evaluate.config import LinearConfig, PretrainConfig, TargetConfig
 from distill.errors import ConfigError
 
 

@@ -15,7 +15,7 @@ from distill.data import ImageSet, label_subset, load_dataset
 from distill.engine import resolve_device, seed_everything
 from distill.engine.files import write_json
 from distill.errors import DataError
-from distill.config import FinetuneConfig
+from distill.evaluate.config import FinetuneConfig
 from distill.evaluate import finetune, linear_probe, pretrain_on_set
 from distill.models import Net
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill import DistilledSet
-from distill.config import EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig, TargetConfig, to_dict
+from distill.config import to_dict
+from distill.evaluate.config import EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig, TargetConfig
 from distill.engine import resolve_device
 from distill.errors import ConfigError
 from distill.evaluate import NO_PRETRAIN, evaluate_sets, load_targets

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .safefile import load_tensors, save_tensors
+from .record import Record, register_record
 
 KIND = "ssdd.checkpoint"
 
@@ -61,16 +61,56 @@ def _decode(obj, tensors: dict):
     return obj
 
 
+@register_record
+class Checkpoint(Record):
+    """A resumable stage's state (see :mod:`.stage`); ``meta`` says which stage and config made it."""
+
+    KIND = KIND
+    NOUN = "checkpoint"
+
+    def __init__(self, state: dict, meta: dict | None = None):
+        self.state, self.meta = state, {"meta": dict(meta or {})}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        self._tensors: dict[str, torch.Tensor] = {}
+        self.meta["tree"] = _encode(self.state, self._tensors)
+        return self._tensors
+
+    def header(self) -> dict:
+        self.tensors()
+        return super().header()
+
+    def save(self, path) -> Path:
+        from .safefile import save_tensors
+        header = self.header()
+        return save_tensors(path, self._tensors, header)
+
+    @classmethod
+    def from_file(cls, tensors, meta, where, device="cpu"):
+        try:
+            state = _decode(meta["tree"], tensors)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            from ..errors import FileFormatError
+            raise FileFormatError(f"{where}: corrupt checkpoint structure ({type(e).__name__})",
+                                  fix="delete the checkpoint and start the run again") from None
+        obj = cls(state, meta.get("meta") if isinstance(meta.get("meta"), dict) else {})
+        obj.created = meta.get("created")
+        return obj
+
+    def summary(self) -> str:
+        m = self.meta["meta"]
+        return "\n".join([f"stage            {m.get('stage', m.get('method', '?'))}",
+                          f"step             {self.state.get('step', '?') if isinstance(self.state, dict) else '?'}"])
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict, meta: dict | None = None) -> Path:
     """Write ``state`` atomically (temp file, fsync, rename)."""
-    tensors: dict[str, torch.Tensor] = {}
-    tree = _encode(state, tensors)
-    return save_tensors(path, tensors, {"format": KIND, "version": 1, "tree": tree, "meta": meta or {}})
+    return Checkpoint(state, meta).save(path)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; ``state["__meta__"]`` holds ``meta``."""
-    tensors, header = load_tensors(path, KIND, device=device)
-    state = _decode(header["tree"], tensors)
-    state["__meta__"] = header.get("meta", {})
+    ck = Checkpoint.load(path, device)
+    state = ck.state
+    state["__meta__"] = ck.meta["meta"]
     return state

@@ -1,11 +1,21 @@
-"""Device selection, bf16 autocast and channels_last, all no-ops on the CPU."""
+"""Device selection and the mixed-precision policy (``amp``), in one place.
+
+``amp`` is ``auto`` (the default), ``bf16`` or ``off`` (``true`` / ``false`` are read as ``auto`` /
+``off``). ``auto`` runs bf16 autocast + channels_last where it pays: on CUDA, and on CPUs with
+bf16 matrix units (AMX or AVX512-BF16, e.g. recent Xeons); fp32 everywhere else. ``bf16`` forces
+bf16 autocast (useful to measure it). Kernel solves and losses stay fp32 (:func:`full_precision`).
+"""
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import ConfigError, UserError
+
+AMP_CHOICES = ("auto", "bf16", "off")
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -33,16 +43,78 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     raise UserError(f"unknown device '{spec}'", fix="use one of auto, cpu, cuda, cuda:N")
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a null context elsewhere (CPU autocast only slows small convnets)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16_units() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16)."""
+    try:  # torch's own CPU feature probe (torch >= 2.1)
+        cpu = torch._C._cpu
+        if cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported():
+            return True
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" amx_bf16", " avx512_bf16"))
+
+
+def amp_mode(amp) -> str:
+    """Normalise an ``amp`` setting (bool or string) to one of ``auto``, ``bf16``, ``off``."""
+    if amp is True or amp is None:
+        return "auto"
+    if amp is False:
+        return "off"
+    s = str(amp).strip().lower()
+    s = {"true": "auto", "on": "auto", "yes": "auto", "false": "off", "no": "off", "fp32": "off",
+         "none": "off", "bfloat16": "bf16"}.get(s, s)
+    if s not in AMP_CHOICES:
+        raise ConfigError(f"amp must be one of {', '.join(AMP_CHOICES)} (or true/false), got '{amp}'")
+    return s
+
+
+def amp_dtype(device: torch.device, amp="auto") -> torch.dtype | None:
+    """The autocast dtype the policy picks for ``device`` (None: fp32)."""
+    mode = amp_mode(amp)
+    if mode == "off" or device.type not in ("cuda", "cpu"):
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if cpu_has_bf16_units() else None
+
+
+def describe_precision(device: torch.device, amp="auto") -> str:
+    """One phrase for run headers, e.g. ``bf16 autocast (CPU bf16 units)`` or ``fp32 (CPU without bf16 units)``."""
+    dt = amp_dtype(device, amp)
+    mode = amp_mode(amp)
+    if dt is None:
+        if mode == "off":
+            return "fp32 (amp off)"
+        return "fp32 (CPU without bf16 units)" if device.type == "cpu" else "fp32"
+    why = "forced" if mode == "bf16" else ("CUDA" if device.type == "cuda" else "CPU bf16 units")
+    return f"bf16 autocast + channels_last ({why})"
+
+
+def autocast(device: torch.device, amp="auto"):
+    """bf16 autocast where the policy says so (see the module docstring); a null context elsewhere."""
+    dt = amp_dtype(device, amp)
+    if dt is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dt)
+
+
+def full_precision(device: torch.device):
+    """A region inside an autocast block that runs in fp32 (kernel solves, losses)."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()
 
 
-def channels_last(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move ``module`` to ``device``; channels_last memory format on CUDA."""
+def channels_last(module: torch.nn.Module, device: torch.device, amp="auto") -> torch.nn.Module:
+    """Move ``module`` to ``device``; channels_last memory format where bf16 autocast runs."""
     module = module.to(device)
-    if device.type == "cuda":
+    if device.type == "cuda" or amp_dtype(device, amp) is not None:
         module = module.to(memory_format=torch.channels_last)
     return module

@@ -20,6 +20,8 @@ from ..errors import FileFormatError, UserError
 from .files import atomic_path
 
 HEADER_KEY = "ssdd"
+#: record kind -> what to call it in messages (filled by ``engine.record.register_record``)
+KIND_NOUNS: dict[str, str] = {"ssdd.representations": "representation cache"}
 _MAX_HEADER = 100 * 1024 * 1024
 # opcodes that follow the PROTO opcode at the start of a pickle (FRAME, EMPTY_DICT/LIST, MARK, GLOBAL, ...)
 _PICKLE_OPS = {bytes([c]) for c in b"\x95}](cXK\x8cqNU)J"}
@@ -48,7 +50,7 @@ def read_header(path: str | os.PathLike, kind: str | None = None) -> tuple[dict,
     ``ssdd`` header of the given ``kind`` (e.g. ``"ssdd.distilled"``).
     """
     path = Path(path)
-    what = kind.split(".")[-1].replace("_", " ") + " file" if kind else "file"
+    what = KIND_NOUNS.get(kind, kind.split(".")[-1].replace("_", " ") + " file") if kind else "file"
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
@@ -99,7 +101,10 @@ def read_header(path: str | os.PathLike, kind: str | None = None) -> tuple[dict,
     if not isinstance(header, dict) or "format" not in header:
         raise FileFormatError(f"{path}: the '{HEADER_KEY}' metadata has no 'format' field")
     if kind is not None and header["format"] != kind:
-        raise FileFormatError(f"{path} is an '{header['format']}' file, expected '{kind}'")
+        found = header["format"]
+        noun = KIND_NOUNS.get(found, repr(found)) if isinstance(found, str) else repr(found)
+        raise FileFormatError(f"{path} is a {noun} ('{found}'), not a {what} ('{kind}')",
+                              fix=f"give a {what}; `ssdd info {path.name}` shows what a file holds")
     return header, index
 
 

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import EvalConfig, TargetConfig, to_dict
+from ..config import to_dict
+from .config import EvalConfig, TargetConfig, list_protocols, load_eval_config
 from ..data import label_subset, load_dataset
 from ..distilled import DistilledSet
 from ..engine import resolve_device, seed_everything
@@ -18,11 +19,13 @@ from ..errors import DataError
 from ..models import create_model
 from .knn import knn_accuracy
 from .report import aggregate, pivot_markdown, write_report
-from .train import accuracy, extract_features, finetune, fit_linear, linear_probe, pretrain_on_set
+from .train import (accuracy, extract_features, finetune, fit_linear, linear_probe, pretrain_on_set, set_loss,
+                    train_classifier)
 
 NO_PRETRAIN = "no pre-training"
 
-__all__ = ["EvalReport", "NO_PRETRAIN", "accuracy", "aggregate", "evaluate_files", "evaluate_sets",
+__all__ = ["EvalConfig", "EvalReport", "NO_PRETRAIN", "TargetConfig", "accuracy", "list_protocols", "load_eval_config",
+           "set_loss", "train_classifier", "aggregate", "evaluate_files", "evaluate_sets",
            "extract_features", "finetune", "fit_linear", "knn_accuracy", "linear_probe", "load_targets",
            "pivot_markdown", "pretrain_on_set", "write_report"]
 

@@ -1,7 +1,7 @@
-"""The evaluation building blocks: pre-train on a set, fine-tune, linear probe, accuracy.
+"""The evaluation building blocks: pre-train on a set, fine-tune, linear probe, supervised training.
 
-All loops index GPU-resident tensors directly (no DataLoader) and never look at a test split
-before the end: there is no checkpoint selection on test accuracy.
+Every loop is :func:`distill.engine.fit` over GPU-resident tensors (no DataLoader); none looks at a
+test split before the end: there is no checkpoint selection on test accuracy.
 """
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..config import FinetuneConfig, LinearConfig, PretrainConfig
 from ..data import ImageSet, label_subset
 from ..data.augment import CropFlip
 from ..distilled import Materialized
-from ..engine.device import autocast
+from ..engine.device import autocast, full_precision
+from ..engine.loop import accuracy, epoch_batches, fit
 from ..engine.optim import param_groups, warmup_cosine
 from ..engine.progress import progress
-from ..errors import ConfigError, NumericalError
+from ..errors import ConfigError
 from ..models import Net
+from .config import FinetuneConfig, LinearConfig, PretrainConfig
 
 
 def pretrain_loss_kind(cfg: PretrainConfig, m: Materialized) -> str:
@@ -33,7 +34,17 @@ def pretrain_loss_kind(cfg: PretrainConfig, m: Materialized) -> str:
     return kind
 
 
-def pretrain_on_set(model: Net, m: Materialized, cfg: PretrainConfig, device: torch.device, amp: bool = True,
+def set_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The pre-training loss a set calls for: MSE to targets, CE on labels, KL to soft labels (fp32)."""
+    out = out.float()
+    if kind == "mse":
+        return F.mse_loss(out, y.float())
+    if kind == "ce":
+        return F.cross_entropy(out, y)
+    return F.kl_div(F.log_softmax(out, 1), F.softmax(y.float(), 1), reduction="batchmean")
+
+
+def pretrain_on_set(model: Net, m: Materialized, cfg: PretrainConfig, device: torch.device, amp="auto",
                     desc: str = "pre-train") -> dict:
     """Train ``model`` on the set; its head is replaced to fit the targets. Returns loss history."""
     kind = pretrain_loss_kind(cfg, m)
@@ -43,58 +54,29 @@ def pretrain_on_set(model: Net, m: Materialized, cfg: PretrainConfig, device: to
     model.reset_head(out_dim)
     model.to(device).train()
     lr = cfg.lr if cfg.lr is not None else (m.lr if m.lr is not None else 0.1)
-    bs = min(cfg.batch_size, len(x))
-    steps_per_epoch = math.ceil(len(x) / bs)
-    total = steps_per_epoch * cfg.epochs
+    batches = epoch_batches(len(x), cfg.batch_size, device)
+    spe = batches.steps_per_epoch
+    total = spe * cfg.epochs
     opt = torch.optim.SGD(param_groups([model], cfg.weight_decay), lr=lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total) if cfg.schedule == "cosine" else (lambda s: 1.0))
     aug = CropFlip(x.shape[-1]) if cfg.augment else None
-    history = []
-    bar = progress(range(cfg.epochs), desc=desc)
-    for epoch in bar:
-        perm = torch.randperm(len(x), device=device)
-        total_loss = torch.zeros((), device=device)
-        for i in range(0, len(x), bs):
-            idx = perm[i:i + bs]
-            xb = x[idx] if aug is None else aug(x[idx])
-            with autocast(device, amp):
-                out = model(xb)
-            out = out.float()
-            if kind == "mse":
-                loss = F.mse_loss(out, y[idx].float())
-            elif kind == "ce":
-                loss = F.cross_entropy(out, y[idx])
-            else:
-                loss = F.kl_div(F.log_softmax(out, 1), F.softmax(y[idx].float(), 1), reduction="batchmean")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.detach()
-        if epoch % 50 == 0 or epoch == cfg.epochs - 1:
-            v = (total_loss / steps_per_epoch).item()
-            if not math.isfinite(v):
-                raise NumericalError(f"pre-training loss became {v} at epoch {epoch + 1}", fix="lower pretrain.lr")
-            history.append({"epoch": epoch + 1, "loss": v})
-            bar.set_postfix(loss=f"{v:.4g}")
+
+    def step(i):
+        idx = batches(i)
+        xb = x[idx] if aug is None else aug(x[idx])
+        out = model(xb)
+        with full_precision(device):
+            return set_loss(kind, out, y[idx])
+
+    res = fit(step, total, optimizer=opt, scheduler=sched, device=device, amp=amp, desc=desc,
+              what=f"pre-training loss ({kind})", fix="lower pretrain.lr",
+              log_every=lambda done: done % spe == 0 and (done // spe - 1) % 50 == 0)   # epochs 1, 51, 101, ...
+    history = [{"epoch": r["step"] // spe, "loss": r["loss"]} for r in res.history]
     return {"loss_kind": kind, "history": history, "lr": lr}
 
 
-@torch.no_grad()
-def accuracy(model: Net, ds: ImageSet, batch_size: int = 1024, amp: bool = True) -> float:
-    model.eval()
-    correct = 0
-    dev = ds.device
-    for i in range(0, len(ds), batch_size):
-        idx = torch.arange(i, min(i + batch_size, len(ds)), device=dev)
-        with autocast(dev, amp):
-            pred = model(ds.float(idx)).argmax(1)
-        correct += (pred == ds.labels[idx]).sum()
-    return 100.0 * int(correct) / len(ds)
-
-
 def finetune(model: Net, train: ImageSet, test: ImageSet, cfg: FinetuneConfig, iterations: int | None = None,
-             amp: bool = True, desc: str = "fine-tune") -> float:
+             amp="auto", desc: str = "fine-tune") -> float:
     """Fine-tune all of ``model`` with a fresh head; return test top-1 (%) at the end of training."""
     device = train.device
     iters = iterations or cfg.iterations
@@ -104,32 +86,41 @@ def finetune(model: Net, train: ImageSet, test: ImageSet, cfg: FinetuneConfig, i
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(iters))
     aug = CropFlip(train.image_size) if cfg.augment else None
     bs = min(cfg.batch_size, len(train))
-    bar = progress(range(iters), desc=desc)
-    loss_acc = torch.zeros((), device=device)
-    for it in bar:
+
+    def step(i):
         idx = torch.randint(0, len(train), (bs,), device=device)
         x = train.float(idx)
         if aug is not None:
             x = aug(x)
-        with autocast(device, amp):
-            out = model(x)
-        loss = F.cross_entropy(out.float(), train.labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_acc += loss.detach()
-        if (it + 1) % 100 == 0:
-            v = (loss_acc / 100).item()
-            if not math.isfinite(v):
-                raise NumericalError(f"fine-tuning loss became {v}", fix="lower finetune.lr")
-            bar.set_postfix(loss=f"{v:.3f}")
-            loss_acc.zero_()
+        out = model(x)
+        with full_precision(device):
+            return F.cross_entropy(out.float(), train.labels[idx])
+
+    fit(step, iters, optimizer=opt, scheduler=sched, device=device, amp=amp, desc=desc, what="fine-tuning loss",
+        fix="lower finetune.lr", log_every=100)
     return accuracy(model, test, amp=amp)
 
 
+def train_classifier(arch: str, train: ImageSet, test: ImageSet, iterations: int, lr: float = 0.05,
+                     batch_size: int = 128, weight_decay: float = 5e-4, seed: int = 0, amp="auto"):
+    """Supervised training from scratch (SGD, cosine, crop + flip); a Classifier record whose header
+    holds the test accuracy at the end of training."""
+    from ..classifier import Classifier
+    from ..engine import seed_everything
+    from ..models import create_model
+    seed_everything(seed)
+    model = create_model(arch, out_dim=train.num_classes, image_size=train.image_size, in_chans=train.channels,
+                         mean=train.mean, std=train.std).to(train.device)
+    acc = finetune(model, train, test, FinetuneConfig(iterations=iterations, lr=lr, batch_size=batch_size,
+                                                      weight_decay=weight_decay), amp=amp, desc=f"train {arch}")
+    meta = {"arch": arch, "num_classes": train.num_classes, "image_size": train.image_size, "channels": train.channels,
+            "mean": list(train.mean), "std": list(train.std), "source": train.name, "iterations": iterations,
+            "test_acc": round(acc, 2), "seed": seed, "classes": list(train.classes)}
+    return Classifier(model, meta)
+
+
 @torch.no_grad()
-def extract_features(model: Net, ds: ImageSet, batch_size: int = 1024, amp: bool = True,
+def extract_features(model: Net, ds: ImageSet, batch_size: int = 1024, amp="auto",
                      desc: str = "features") -> torch.Tensor:
     model.eval()
     out = []
@@ -146,34 +137,33 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
     lin = torch.nn.Linear(x.shape[1], num_classes).to(x.device)
     torch.nn.init.zeros_(lin.weight)
     torch.nn.init.zeros_(lin.bias)
+
+    def objective(idx=None):
+        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+        return F.cross_entropy(lin(xb), yb) + cfg.l2 * lin.weight.pow(2).sum()
+
     if cfg.solver == "lbfgs":
         opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=cfg.steps, history_size=20,
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
         def closure():
             opt.zero_grad()
-            loss = F.cross_entropy(lin(x), y) + cfg.l2 * lin.weight.pow(2).sum()
+            loss = objective()
             loss.backward()
             return loss
         opt.step(closure)
     else:
         opt = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=0.9)
-        total = cfg.steps * math.ceil(len(x) / cfg.batch_size)
+        batches = epoch_batches(len(x), cfg.batch_size, x.device)
+        total = cfg.steps * batches.steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total))
-        for _ in range(cfg.steps):
-            perm = torch.randperm(len(x), device=x.device)
-            for i in range(0, len(x), cfg.batch_size):
-                idx = perm[i:i + cfg.batch_size]
-                loss = F.cross_entropy(lin(x[idx]), y[idx]) + cfg.l2 * lin.weight.pow(2).sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
+        fit(lambda i: objective(batches(i)), total, optimizer=opt, scheduler=sched, desc="linear probe (SGD)",
+            what="probe loss", fix="lower linear.lr", log_every=max(1, total // 10))
     return lin
 
 
 def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig, seed: int = 0,
-                 amp: bool = True) -> dict[float, float]:
+                 amp="auto") -> dict[float, float]:
     """Test top-1 (%) of linear classifiers on frozen features, one per label fraction."""
     f_tr = extract_features(model, train, amp=amp, desc="probe features (train)")
     f_te = extract_features(model, test, amp=amp, desc="probe features (test)")
@@ -189,5 +179,9 @@ def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig,
         with torch.enable_grad():
             lin = fit_linear(xs, ys, train.num_classes, cfg)
         with torch.no_grad():
-            results[frac] = 100.0 * (lin(xt).argmax(1) == test.labels).float().mean().item()
+            results[frac] = accuracy(lin, xt, test.labels)
     return results
+
+
+__all__ = ["accuracy", "extract_features", "finetune", "fit_linear", "linear_probe", "pretrain_loss_kind",
+           "pretrain_on_set", "set_loss", "train_classifier"]

@@ -2,7 +2,7 @@
 from . import baselines, krr_st  # noqa: F401  (register)
 from .base import METHODS, DistillContext, Method, get_method, method_config, register_method
 from .krr_st import krr_predict
-from .run import DistillResult, run_distillation
+from .run import DistillConfig, DistillResult, MethodStage, run_distillation
 
-__all__ = ["METHODS", "DistillContext", "DistillResult", "Method", "get_method", "krr_predict", "method_config",
+__all__ = ["METHODS", "DistillConfig", "DistillContext", "DistillResult", "MethodStage", "Method", "get_method", "krr_predict", "method_config",
            "register_method", "run_distillation"]

@@ -32,7 +32,7 @@ class DistillContext:
     steps: int
     device: torch.device
     seed: int = 0
-    amp: bool = True
+    amp: str = "auto"
     class_conditional: bool = False
 
     def initial_indices(self, generator: torch.Generator) -> torch.Tensor:
@@ -53,6 +53,8 @@ class Method:
     Config: type = NoParams
     default_steps: int = 0
     needs_teacher: bool = True
+    #: ``params`` keys that may change when a run is resumed (they do not change what is computed)
+    resume_mutable: tuple[str, ...] = ()
 
     def __init__(self, cfg, ctx: DistillContext):
         self.cfg = cfg

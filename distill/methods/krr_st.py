@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from ..data.augment import CropFlip
 from ..distilled import DistilledSet
-from ..engine.device import autocast
+from ..engine.device import autocast, channels_last
+from ..engine.loop import update
 from ..engine.optim import linear_decay
 from ..errors import NumericalError
 from ..models import create_model
@@ -96,8 +97,7 @@ class KRRST(Method):
         src = self.ctx.source
         m = create_model(self.cfg.pool_arch, out_dim=self.ctx.teacher.dim, image_size=src.image_size,
                          in_chans=src.channels).to(self.ctx.device)
-        if self.ctx.device.type == "cuda":
-            m = m.to(memory_format=torch.channels_last)
+        m = channels_last(m, self.ctx.device, self.ctx.amp)
         opt = torch.optim.SGD(m.parameters(), lr=self.cfg.pool_lr, momentum=self.cfg.pool_momentum,
                               weight_decay=self.cfg.pool_weight_decay)
         return m, opt
@@ -110,9 +110,7 @@ class KRRST(Method):
             out = m.embed(self.x.detach())
             out = m.head(out)
         loss = F.mse_loss(out.float(), self.y.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        update(loss, opt)
 
     def _reinit(self, i: int) -> None:
         self.models[i], self.opts[i] = self._new_model()
@@ -162,10 +160,9 @@ class KRRST(Method):
             f_s = model.body(self.x)
         y_hat = krr_predict(f_s, f_t, self.y, cfg.ridge)
         loss = F.mse_loss(y_hat, y_t)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.sched.step()
+        # gradients for the synthetic images and targets only: the pool model's weight gradients would be
+        # computed and thrown away (its own step below starts from zeroed gradients)
+        update(loss, self.opt, self.sched, inputs=[self.x, self.y])
         # the pool model moves on by one step, and is renewed at the end of its life
         self._pool_step(i)
         self.ages[i] += 1

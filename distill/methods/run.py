@@ -1,41 +1,124 @@
-"""The distillation runner: config -> data, teacher, method -> steps with checkpoints -> set file."""
+"""The distillation runner: config -> data, teacher, method -> a resumable stage -> set file."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..config import DistillConfig, to_dict
+from ..config import to_dict
 from ..data import load_dataset
+from ..data.config import DataConfig
 from ..distilled import DistilledSet
-from ..engine import (MetricLogger, get_rng_state, load_checkpoint, progress, resolve_device, save_checkpoint,
-                      seed_everything, set_rng_state)
-from ..errors import ConfigError, NumericalError, UserError
+from ..engine import resolve_device, seed_everything
+from ..engine.device import amp_mode, describe_precision
+from ..engine.stage import Stage, checkpoint_path, run_stage
+from ..errors import ConfigError
 from ..ssl.teacher import Teacher
-from .base import DistillContext, get_method, method_config
+from .base import DistillContext, Method, get_method, method_config
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """``ssdd distill``: distil ``data`` with ``method`` into ``budget`` examples.
+
+    ``params`` holds the method's own settings; they are checked against the method's config
+    dataclass (``distill.methods.<method>.Config``), so a mistyped key is an error there too.
+
+    YAML (configs/<method>/<dataset>.yaml)::
+
+        data: {name: cifar100, root: /data}
+        teacher: runs/cifar100/teacher.safetensors
+        method: krr_st
+        budget: 100
+        steps: 160000
+        params: {pool_arch: convnet-128-256-512-bn, lr_images: 1.0e-4}
+        output: runs/cifar100/krr_st_n100.safetensors
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    teacher: str | None = None            # teacher file (ssdd teacher); needed by every method here
+    method: str = "krr_st"
+    budget: int = 100
+    class_conditional: bool = False       # budget split evenly over classes, images labelled
+    steps: int | None = None              # None: the method's default
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                     # auto | bf16 | off
+    output: str | None = "runs/distill/set.safetensors"   # null: keep the set in memory (Python API)
+    checkpoint_every: int = 500           # steps; 0 = never
+    save_every: int = 0                   # also write the set every k steps; 0 = only at the end
+    log_every: int = 10
+    tensorboard: bool = False
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self):
+        if self.budget < 1:
+            raise ConfigError(f"budget must be >= 1, got {self.budget}")
+        if self.output is not None and not self.output.endswith(".safetensors"):
+            raise ConfigError(f"output '{self.output}' must end in .safetensors")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError("steps must be >= 0")
+        amp_mode(self.amp)
 
 
 @dataclass
 class DistillResult:
-    set: DistilledSet
-    path: Path | None          # None for in-memory runs (output: null)
+    set: DistilledSet | None       # None when stopped early (stop_after)
+    path: Path | None              # the set file; the checkpoint when stopped early; None in memory
     steps: int
     seconds: float
     history: list[dict]
 
 
-def checkpoint_path(output: str | Path) -> Path:
-    out = Path(output)
-    return out.with_name(out.stem + ".ckpt.safetensors")
+class MethodStage(Stage):
+    """A registered :class:`Method` as a resumable stage; ``finish`` fills in the set's header."""
+
+    def __init__(self, method: Method, cfg: DistillConfig, teacher: Teacher | None):
+        self.method, self.cfg, self.teacher = method, cfg, teacher
+        self.name = f"distill/{cfg.method}"
+        self.t0 = time.time()
+
+    def setup(self, fresh: bool = True) -> None:
+        self.method.setup(fresh=fresh)
+
+    def step(self, i: int):
+        return self.method.step(i)
+
+    def state_dict(self) -> dict:
+        return self.method.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.method.load_state_dict(state)
+
+    def snapshot(self, step: int) -> DistilledSet:
+        cfg, src, teacher = self.cfg, self.method.ctx.source, self.teacher
+        ds = self.method.export()
+        ds.meta = {**ds.meta, "method": cfg.method, "source": src.name, "split": src.split,
+                   "image_size": src.image_size, "channels": src.channels, "mean": list(src.mean),
+                   "std": list(src.std), "seed": cfg.seed, "steps": step, "budget": cfg.budget,
+                   "class_conditional": cfg.class_conditional, "config": to_dict(cfg)}
+        if teacher is not None:
+            ds.meta.update(teacher=teacher.id, teacher_arch=teacher.meta.get("arch"),
+                           teacher_knn_top1=teacher.meta.get("knn_top1"))
+        if cfg.class_conditional or ds.labels is not None:
+            ds.meta.update(num_classes=src.num_classes, classes=list(src.classes))
+        return ds
+
+    def finish(self) -> DistilledSet:
+        ds = self.snapshot(self.method.ctx.steps)
+        ds.meta["distill_seconds"] = round(time.time() - self.t0, 1)
+        return ds.validate("distilled set")
 
 
 def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int | None = None,
-                     teacher: Teacher | None = None, source=None) -> DistillResult:
+                     teacher: Teacher | None = None, source=None, quiet: bool = False) -> DistillResult:
     """Distil as ``cfg`` says and write the set to ``cfg.output``.
 
     resume: continue from the checkpoint beside the output. stop_after: stop after this step,
-    leaving a checkpoint (to split a long run; used by the resume tests). teacher / source:
-    already-loaded objects to use instead of ``cfg.teacher`` / ``cfg.data`` (the Python API).
+    leaving a checkpoint (to split a long run). teacher / source: already-loaded objects to use
+    instead of ``cfg.teacher`` / ``cfg.data`` (the Python API).
     """
     t0 = time.time()
     method_cls = get_method(cfg.method)
@@ -57,83 +140,15 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     steps = method_cls.default_steps if cfg.steps is None else cfg.steps
     ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
                          seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional)
-    method = method_cls(params, ctx)
-    in_memory = not cfg.output
-    out = Path(cfg.output or "in-memory.safetensors")
-    ckpt = checkpoint_path(out)
-    start = 0
-    if resume and in_memory:
-        raise UserError("--resume needs an output file (its checkpoint sits beside it)")
-    if resume:
-        if not ckpt.exists():
-            raise UserError(f"--resume: no checkpoint at {ckpt}", fix="run without --resume to start fresh")
-        state = load_checkpoint(ckpt, device="cpu")
-        if state["__meta__"].get("method") != cfg.method:
-            raise UserError(f"{ckpt} belongs to method '{state['__meta__'].get('method')}', not '{cfg.method}'")
-        method.setup(fresh=False)
-        method.load_state_dict(state["method"])
-        set_rng_state(state["rng"])
-        start = int(state["step"])
-        print(f"resumed {cfg.method} from {ckpt} at step {start}/{steps}")
-    else:
-        method.setup(fresh=True)
-
-    def write_checkpoint(step):
-        save_checkpoint(ckpt, {"method": method.state_dict(), "rng": get_rng_state(), "step": step},
-                        meta={"method": cfg.method, "config": to_dict(cfg)})
-
-    def export(step) -> DistilledSet:
-        ds = method.export()
-        ds.meta = {**ds.meta, "method": cfg.method, "source": src.name, "split": src.split,
-                   "image_size": src.image_size, "channels": src.channels, "mean": list(src.mean),
-                   "std": list(src.std), "seed": cfg.seed, "steps": step, "budget": cfg.budget,
-                   "class_conditional": cfg.class_conditional, "config": to_dict(cfg)}
-        if teacher is not None:
-            ds.meta.update(teacher=teacher.id, teacher_backbone=teacher.meta.get("backbone"),
-                           teacher_knn_top1=teacher.meta.get("knn_top1"))
-        if cfg.class_conditional or ds.labels is not None:
-            ds.meta.update(num_classes=src.num_classes, classes=list(src.classes))
-        return ds
-
-    log = MetricLogger(out.with_suffix(".metrics.jsonl") if steps and not in_memory else None,
-                       out.parent / "tb" if cfg.tensorboard else None, append=resume)
-    end = steps if stop_after is None else min(steps, stop_after)
-    bar = progress(total=steps, initial=start, desc=f"distill {cfg.method}")
-    running, count = None, 0
-    for step in range(start, end):
-        metrics = method.step(step)
-        loss = metrics["loss"]
-        running = loss if running is None else running + loss
-        count += 1
-        bar.update(1)
-        done = step + 1
-        if done % cfg.log_every == 0 or done == end:
-            mean_loss = (running / count).item()  # one device sync per log interval
-            if mean_loss != mean_loss or mean_loss in (float("inf"), float("-inf")):
-                raise NumericalError(f"{cfg.method}: the outer loss became {mean_loss} at step {done}",
-                                     fix="lower params.lr_images / lr_targets")
-            log.log(done, loss=mean_loss, **{k: v.item() for k, v in metrics.items() if k != "loss"})
-            bar.set_postfix(loss=f"{mean_loss:.4g}")
-            running, count = None, 0
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps and not in_memory:
-            write_checkpoint(done)
-        if cfg.save_every and done % cfg.save_every == 0 and done < steps and not in_memory:
-            export(done).save(out.with_name(f"{out.stem}.step{done}.safetensors"))
-    bar.close()
-    if end < steps and not in_memory:  # stopped early on request: leave a checkpoint to resume from
-        write_checkpoint(end)
-        log.close()
-        return DistillResult(export(end), ckpt, end, time.time() - t0, log.history)
-    ds = export(steps)
-    ds.meta["distill_seconds"] = round(time.time() - t0, 1)
-    if in_memory:
-        log.close()
-        return DistillResult(ds.validate("distilled set"), None, steps, time.time() - t0, log.history)
-    path = ds.save(out)
-    log.close()
-    if ckpt.exists():
-        ckpt.unlink()
-    return DistillResult(ds, path, steps, time.time() - t0, log.history)
+    stage = MethodStage(method_cls(params, ctx), cfg, teacher)
+    if not quiet and cfg.output:
+        print(f"distill: {cfg.method} on {src.name}/{src.split} ({len(src)} images), budget {cfg.budget}, "
+              f"{steps} steps, device {device}, {describe_precision(device, cfg.amp)}", flush=True)
+    res = run_stage(stage, steps, output=cfg.output or None, config=to_dict(cfg), resume=resume, stop_after=stop_after,
+                    checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, save_every=cfg.save_every,
+                    tensorboard=cfg.tensorboard, mutable=tuple("params." + k for k in method_cls.resume_mutable),
+                    desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets")
+    return DistillResult(res.record, res.path, res.steps, time.time() - t0, res.history)
 
 
-__all__ = ["DistillResult", "checkpoint_path", "run_distillation"]
+__all__ = ["DistillConfig", "DistillResult", "MethodStage", "checkpoint_path", "run_distillation"]

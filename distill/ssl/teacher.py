@@ -1,8 +1,8 @@
 """The teacher: a frozen backbone + its normalisation + its representation dimension.
 
-Saved as ``ssdd.teacher`` safetensors: the backbone's weights and a header with everything needed
-to rebuild it (architecture, image size, channels, mean/std) and where it came from (source
-dataset, SSL method, epochs, k-NN accuracy, config, id = hash of the weights).
+Saved as ``ssdd.teacher`` (a model record, :mod:`distill.models.record`): the backbone's weights and
+a header with everything needed to rebuild it (``arch``, image size, channels, mean/std) and where
+it came from (source dataset, SSL method, epochs, k-NN accuracy, config, id = hash of the weights).
 """
 from __future__ import annotations
 
@@ -15,30 +15,28 @@ import torch
 from ..data import ImageSet
 from ..data.cache import cache_dir
 from ..engine.progress import progress
+from ..engine.record import register_record
 from ..engine.safefile import load_tensors, save_tensors
 from ..errors import DataError
-from ..models import Net, create_model
+from ..models import Net
+from ..models.record import ModelRecord, weights_id
 
 KIND = "ssdd.teacher"
 
 
-def weights_id(state: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha1()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class Teacher:
+@register_record
+class Teacher(ModelRecord):
     """A frozen backbone that maps pixel-space images to representations (N x dim)."""
 
+    KIND = KIND
+    NOUN = "teacher"
+
     def __init__(self, model: Net, meta: dict):
-        self.model = model.eval()
+        super().__init__(model.eval(), meta)
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.meta = dict(meta)
         self.meta.setdefault("id", weights_id(self.model.state_dict()))
+        self.meta.setdefault("dim", self.model.feature_dim)
 
     # --------------------------------------------------------------- facts
     @property
@@ -46,36 +44,21 @@ class Teacher:
         return self.model.feature_dim
 
     @property
-    def image_size(self) -> int:
-        return int(self.meta["image_size"])
-
-    @property
-    def channels(self) -> int:
-        return int(self.meta.get("in_chans", 3))
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return tuple(self.meta["mean"])
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return tuple(self.meta["std"])
-
-    @property
     def id(self) -> str:
         return self.meta["id"]
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.mean.device
-
-    def to(self, device) -> "Teacher":
-        self.model.to(device)
-        return self
-
     def describe(self) -> str:
-        return (f"{self.meta.get('backbone')} {self.meta.get('ssl', '')} teacher on {self.meta.get('source', '?')} "
+        return (f"{self.meta.get('arch')} {self.meta.get('ssl', '')} teacher on {self.meta.get('source', '?')} "
                 f"({self.dim}-d, id {self.id})")
+
+    def summary(self) -> str:
+        m = self.meta
+        lines = [f"teacher          {self.describe()}",
+                 f"resolution       {self.channels} x {self.image_size} x {self.image_size}"]
+        for k in ("ssl", "epochs", "knn_top1", "seed", "created", "code_version"):
+            if k in m:
+                lines.append(f"{k:<16} {m[k]}")
+        return "\n".join(lines)
 
     # --------------------------------------------------------------- use
     def check_images(self, ds_channels: int, ds_size: int, what: str = "data") -> None:
@@ -121,19 +104,5 @@ class Teacher:
 
     # --------------------------------------------------------------- files
     def save(self, path: str | os.PathLike) -> Path:
-        state = self.model.state_dict()
-        self.meta["id"] = weights_id(state)
-        return save_tensors(path, state, {"format": KIND, "version": 1, **self.meta})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Teacher":
-        tensors, header = load_tensors(path, KIND, device="cpu")
-        from ..errors import FileFormatError
-        try:
-            model = create_model(header["backbone"], out_dim=0, image_size=int(header["image_size"]),
-                                 in_chans=int(header.get("in_chans", 3)), mean=header["mean"], std=header["std"])
-            model.load_state_dict(tensors, strict=True)
-        except (KeyError, RuntimeError) as e:
-            raise FileFormatError(f"{path}: teacher weights do not fit '{header.get('backbone')}' ({e})") from None
-        meta = {k: v for k, v in header.items() if k not in ("format", "version")}
-        return cls(model.to(device), meta)
+        self.meta["id"] = weights_id(self.model.state_dict())
+        return super().save(path)

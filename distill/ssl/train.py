@@ -1,6 +1,8 @@
-"""Teacher training: Barlow Twins or SimCLR on a GPU-resident dataset, two views augmented in batches."""
+"""Teacher training: Barlow Twins or SimCLR on a device-resident dataset, two views augmented in
+batches. A resumable stage (:mod:`distill.engine.stage`): one optimizer step per stage step."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -8,17 +10,82 @@ from pathlib import Path
 
 import torch
 
-from ..config import TeacherConfig, to_dict
+from ..config import to_dict
 from ..data import load_dataset
 from ..data.augment import SSLViews, ViewConfig
-from ..engine import (MetricLogger, autocast, channels_last, get_rng_state, load_checkpoint, progress,
-                      resolve_device, save_checkpoint, seed_everything, set_rng_state)
+from ..data.config import DataConfig
+from ..engine import autocast, channels_last, resolve_device, seed_everything
+from ..engine.device import describe_precision, full_precision
+from ..engine.loop import epoch_batches, update
 from ..engine.optim import build_optimizer, param_groups, warmup_cosine
-from ..errors import NumericalError, UserError
+from ..engine.stage import Stage, run_stage
+from ..errors import ConfigError, UserError
 from ..evaluate.knn import knn_accuracy
 from ..models import create_model
 from .losses import barlow_twins_loss, nt_xent_loss, projector
 from .teacher import Teacher
+
+
+@dataclasses.dataclass
+class ViewsConfig:
+    """The two-view SSL augmentation (per-view blur / solarisation probabilities)."""
+
+    crop_min_scale: float = 0.08
+    jitter: list[float] = dataclasses.field(default_factory=lambda: [0.4, 0.4, 0.2, 0.1])
+    p_jitter: float = 0.8
+    p_gray: float = 0.2
+    p_blur: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])
+    p_solarize: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.2])
+
+
+@dataclasses.dataclass
+class TeacherConfig:
+    """``ssdd teacher``: self-supervised pre-training of a backbone (Barlow Twins or SimCLR).
+
+    YAML (configs/teacher/*.yaml)::
+
+        data: {name: cifar100, root: /data}
+        backbone: resnet18
+        ssl: barlow_twins          # or simclr
+        epochs: 800
+        output: runs/cifar100/teacher.safetensors
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    test_split: str | None = "test"      # k-NN check at the end; null to skip
+    backbone: str = "resnet18"
+    ssl: str = "barlow_twins"             # barlow_twins | simclr
+    projector_hidden: int = 2048
+    projector_dim: int = 2048
+    projector_layers: int = 0             # 0: 3 for Barlow Twins, 2 for SimCLR
+    lambd: float = 5e-3                   # Barlow Twins off-diagonal weight
+    temperature: float = 0.5              # SimCLR
+    loss_scale: float = 1.0
+    views: ViewsConfig = dataclasses.field(default_factory=ViewsConfig)
+    epochs: int = 200
+    batch_size: int = 256
+    optimizer: str = "lars"
+    lr: float = 0.3                       # at batch 256; scaled linearly with the batch size
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 10
+    knn_k: int = 200
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                     # auto | bf16 | off (bf16 on CUDA and on CPUs with bf16 units)
+    output: str = "runs/teacher/teacher.safetensors"
+    checkpoint_every: int = 10            # epochs; 0 = only at the end
+    tensorboard: bool = False
+
+    def validate(self):
+        from ..engine.device import amp_mode
+        if self.ssl not in ("barlow_twins", "simclr"):
+            raise ConfigError(f"unknown ssl method '{self.ssl}'", fix="use barlow_twins or simclr")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError("epochs must be >= 1 and batch_size >= 2")
+        if not self.output.endswith(".safetensors"):
+            raise ConfigError(f"output '{self.output}' must end in .safetensors")
+        amp_mode(self.amp)
 
 
 @dataclass
@@ -37,9 +104,83 @@ def _views(cfg: TeacherConfig, size: int) -> SSLViews:
     return SSLViews(size, mk[0], mk[1])
 
 
-def checkpoint_path(output: str | Path) -> Path:
-    out = Path(output)
-    return out.with_name(out.stem + ".ckpt.safetensors")
+class TeacherStage(Stage):
+    """One SSL optimizer step per stage step; an epoch is ``len(train) // batch_size`` steps."""
+
+    name = "teacher"
+    #: keys that only affect the k-NN check at the end
+    mutable = ("test_split", "knn_k")
+
+    def __init__(self, cfg: TeacherConfig, train, device: torch.device):
+        self.cfg, self.train, self.device = cfg, train, device
+        self.t0 = time.time()
+        self.backbone = create_model(cfg.backbone, out_dim=0, image_size=train.image_size, in_chans=train.channels,
+                                     mean=train.mean, std=train.std)
+        layers = cfg.projector_layers or (3 if cfg.ssl == "barlow_twins" else 2)
+        self.proj = projector(self.backbone.feature_dim, cfg.projector_hidden, cfg.projector_dim, layers)
+        self.backbone = channels_last(self.backbone, device, cfg.amp)
+        self.proj = self.proj.to(device)
+        self.views = _views(cfg, train.image_size)
+        self.batches = epoch_batches(len(train), cfg.batch_size, device, drop_last=True, cpu_perm=True)
+        self.steps_per_epoch = self.batches.steps_per_epoch
+        self.steps = self.steps_per_epoch * cfg.epochs
+        lr = cfg.lr * cfg.batch_size / 256
+        self.opt = build_optimizer(cfg.optimizer, param_groups([self.backbone, self.proj], cfg.weight_decay), lr,
+                                   cfg.momentum, cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, warmup_cosine(self.steps, cfg.warmup_epochs * self.steps_per_epoch))
+
+    def loss_fn(self, z1, z2):
+        cfg = self.cfg
+        if cfg.ssl == "barlow_twins":
+            return cfg.loss_scale * barlow_twins_loss(z1, z2, cfg.lambd)
+        return cfg.loss_scale * nt_xent_loss(z1, z2, cfg.temperature)
+
+    def step(self, i: int):
+        self.backbone.train()
+        self.proj.train()
+        x = self.train.float(self.batches(i))
+        v1, v2 = self.views(x)
+        with autocast(self.device, self.cfg.amp):
+            z1 = self.proj(self.backbone.embed(v1))
+            z2 = self.proj(self.backbone.embed(v2))
+            with full_precision(self.device):
+                loss = self.loss_fn(z1.float(), z2.float())
+        update(loss, self.opt, self.sched)
+        return {"loss": loss.detach()}
+
+    def state_dict(self) -> dict:
+        return {"backbone": self.backbone.state_dict(), "projector": self.proj.state_dict(),
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "batches": self.batches.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.backbone.load_state_dict(state["backbone"])
+        self.proj.load_state_dict(state["projector"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.batches.load_state_dict(state.get("batches", {}))
+
+    def upgrade_checkpoint(self, state: dict, path) -> dict:
+        if "epoch" in state and "backbone" in state:   # release 0.1: a checkpoint at an epoch boundary
+            stage = {k: state[k] for k in ("backbone", "projector", "opt", "sched")}
+            return {"stage": stage, "rng": state["rng"], "step": int(state["epoch"]) * self.steps_per_epoch}
+        return super().upgrade_checkpoint(state, path)
+
+    def finish(self) -> Teacher:
+        cfg, train, d = self.cfg, self.train, self.cfg.data
+        backbone = self.backbone.to(memory_format=torch.contiguous_format)
+        meta = {"arch": cfg.backbone, "dim": backbone.feature_dim, "image_size": train.image_size,
+                "channels": train.channels, "mean": list(train.mean), "std": list(train.std), "source": d.name,
+                "split": d.split, "ssl": cfg.ssl, "epochs": cfg.epochs, "seed": cfg.seed, "config": to_dict(cfg)}
+        teacher = Teacher(backbone, meta)
+        if cfg.test_split and train.labelled:
+            test = load_dataset(d.name, d.root, cfg.test_split, d.image_size, cache=d.cache, device=self.device)
+            knn = knn_accuracy(teacher.represent(train, desc="k-NN train"), train.labels,
+                               teacher.represent(test, desc="k-NN test"), test.labels, k=cfg.knn_k)
+            teacher.meta["knn_top1"] = round(knn, 2)
+            teacher.meta["knn_k"] = cfg.knn_k
+        teacher.meta["train_seconds"] = round(time.time() - self.t0, 1)
+        return teacher
 
 
 def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | None = None) -> TeacherResult | None:
@@ -56,98 +197,19 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
     if len(train) < cfg.batch_size:
         raise UserError(f"{d.name}/{d.split} has {len(train)} images, fewer than batch_size={cfg.batch_size}",
                         fix="lower batch_size")
-    backbone = create_model(cfg.backbone, out_dim=0, image_size=train.image_size, in_chans=train.channels,
-                            mean=train.mean, std=train.std)
-    layers = cfg.projector_layers or (3 if cfg.ssl == "barlow_twins" else 2)
-    proj = projector(backbone.feature_dim, cfg.projector_hidden, cfg.projector_dim, layers)
-    backbone, proj = channels_last(backbone, device), proj.to(device)
-    views = _views(cfg, train.image_size)
-    steps_per_epoch = len(train) // cfg.batch_size
-    total = steps_per_epoch * cfg.epochs
-    lr = cfg.lr * cfg.batch_size / 256
-    opt = build_optimizer(cfg.optimizer, param_groups([backbone, proj], cfg.weight_decay), lr, cfg.momentum,
-                          cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_epochs * steps_per_epoch))
-
-    def loss_fn(z1, z2):
-        if cfg.ssl == "barlow_twins":
-            return cfg.loss_scale * barlow_twins_loss(z1, z2, cfg.lambd)
-        return cfg.loss_scale * nt_xent_loss(z1, z2, cfg.temperature)
-
-    out = Path(cfg.output)
-    ckpt = checkpoint_path(out)
-    start_epoch = 0
-    log = MetricLogger(out.with_suffix(".metrics.jsonl"), out.parent / "tb" if cfg.tensorboard else None,
-                       append=resume)
-    if resume:
-        if not ckpt.exists():
-            raise UserError(f"--resume: no checkpoint at {ckpt}", fix="run without --resume to start fresh")
-        state = load_checkpoint(ckpt, device="cpu")
-        backbone.load_state_dict(state["backbone"])
-        proj.load_state_dict(state["projector"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        set_rng_state(state["rng"])
-        start_epoch = state["epoch"]
-        print(f"resumed from {ckpt} at epoch {start_epoch}")
-
-    bar = progress(total=total, initial=start_epoch * steps_per_epoch, desc=f"{cfg.ssl} {cfg.backbone}")
-    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-
-    def write_checkpoint(epoch):
-        save_checkpoint(ckpt, {"backbone": backbone.state_dict(), "projector": proj.state_dict(),
-                               "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": get_rng_state(),
-                               "epoch": epoch}, meta={"config": to_dict(cfg)})
-
-    for epoch in range(start_epoch, end_epoch):
-        backbone.train()
-        proj.train()
-        running = torch.zeros((), device=device)
-        for x, _ in train.batches(cfg.batch_size, shuffle=True, drop_last=True):
-            v1, v2 = views(x)
-            with autocast(device, cfg.amp):
-                z1 = proj(backbone.embed(v1))
-                z2 = proj(backbone.embed(v2))
-            loss = loss_fn(z1.float(), z2.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.detach()
-            bar.update(1)
-        mean_loss = (running / steps_per_epoch).item()
-        if not torch.isfinite(torch.tensor(mean_loss)):
-            raise NumericalError(f"the {cfg.ssl} loss became {mean_loss} at epoch {epoch + 1}",
-                                 fix="lower lr or use a different optimizer")
-        bar.set_postfix(loss=f"{mean_loss:.3f}", epoch=epoch + 1)
-        log.log(epoch + 1, loss=mean_loss, lr=sched.get_last_lr()[0])
-        last = epoch + 1 == cfg.epochs
-        if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0) and not last:
-            write_checkpoint(epoch + 1)
-    bar.close()
-    if end_epoch < cfg.epochs:
-        write_checkpoint(end_epoch)
-        log.close()
+    stage = TeacherStage(cfg, train, device)
+    spe = stage.steps_per_epoch
+    print(f"teacher: {cfg.ssl} {cfg.backbone} on {d.name}/{d.split} ({len(train)} images), {cfg.epochs} epochs x "
+          f"{spe} steps, device {device}, {describe_precision(device, cfg.amp)}", flush=True)
+    res = run_stage(stage, stage.steps, output=cfg.output, config=to_dict(cfg), resume=resume,
+                    stop_after=None if stop_after is None else stop_after * spe,
+                    checkpoint_every=cfg.checkpoint_every * spe, log_every=spe, tensorboard=cfg.tensorboard,
+                    mutable=TeacherStage.mutable, desc=f"{cfg.ssl} {cfg.backbone}", what=f"{cfg.ssl} loss",
+                    fix="lower lr or use a different optimizer")
+    if not res.finished:
         return None
-
-    backbone = backbone.to(memory_format=torch.contiguous_format)
-    meta = {"backbone": cfg.backbone, "dim": backbone.feature_dim, "image_size": train.image_size, "in_chans": train.channels,
-            "mean": list(train.mean), "std": list(train.std), "source": d.name, "split": d.split,
-            "ssl": cfg.ssl, "epochs": cfg.epochs, "seed": cfg.seed, "config": to_dict(cfg)}
-    teacher = Teacher(backbone, meta)
-    knn = None
-    if cfg.test_split and train.labelled:
-        test = load_dataset(d.name, d.root, cfg.test_split, d.image_size, cache=d.cache, device=device)
-        knn = knn_accuracy(teacher.represent(train, desc="k-NN train"), train.labels,
-                           teacher.represent(test, desc="k-NN test"), test.labels, k=cfg.knn_k)
-        teacher.meta["knn_top1"] = round(knn, 2)
-        teacher.meta["knn_k"] = cfg.knn_k
-        log.log(cfg.epochs, knn_top1=knn)
-    teacher.meta["train_seconds"] = round(time.time() - t0, 1)
-    path = teacher.save(out)
-    log.close()
-    if ckpt.exists():
-        ckpt.unlink()
+    teacher = res.record
+    out = Path(cfg.output)
     summary = {k: v for k, v in teacher.meta.items() if k != "config"}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    return TeacherResult(teacher, path, knn, time.time() - t0, log.history)
+    return TeacherResult(teacher, res.path, teacher.meta.get("knn_top1"), time.time() - t0, res.history)

@@ -1,0 +1,205 @@
+"""Resumable stages: one driver for every long computation that ends in a file.
+
+A :class:`Stage` is anything with ``setup(fresh)``, ``step(i) -> loss or {"loss": ..., ...}``,
+``state_dict()`` / ``load_state_dict()`` and ``finish() -> Record``: teacher training,
+distillation (every registered method), and the coming expert trajectories and SC-DD squeeze.
+:func:`run_stage` gives each of them, in one place:
+
+- the loop (:func:`~.loop.fit`: NaN guard, progress bar or log lines, metric log);
+- a checkpoint beside the output every ``checkpoint_every`` steps (atomic; stage state + RNG state
+  + config), ``resume`` from it, and ``stop_after`` to split a run; a resumed run ends
+  bit-identical to an uninterrupted one on the same device;
+- a refusal to resume from a checkpoint whose config differs in a key that matters (the message
+  names the key, the old and the new value; keys in ``mutable`` may change);
+- the output written atomically at the end, the checkpoint removed.
+
+    class MyStage(Stage):
+        name = "my-stage"
+        def setup(self, fresh): ...
+        def step(self, i): ...; return {"loss": loss}
+        def state_dict(self): ...
+        def load_state_dict(self, state): ...
+        def finish(self): return SomeRecord(...)
+
+    result = run_stage(MyStage(...), steps=1000, output="out.safetensors", config=to_dict(cfg))
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .logging import MetricLogger
+from .loop import fit
+from .seed import get_rng_state, set_rng_state
+
+#: config keys that may differ between a checkpoint and the run that resumes it (where the data lives,
+#: how often to log or checkpoint, the device): they do not change what the stage computes
+ALWAYS_MUTABLE = ("checkpoint_every", "log_every", "save_every", "tensorboard", "device", "data.root",
+                  "data.cache", "data.download")
+
+
+class Stage:
+    """The contract of a resumable stage (see the module docstring)."""
+
+    name: str = ""
+
+    def setup(self, fresh: bool = True) -> None:
+        """Build the initial state; ``fresh=False`` when a checkpoint is loaded right after."""
+
+    def step(self, step: int):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def finish(self):
+        """The stage's output record (a :class:`~.record.Record`)."""
+        raise NotImplementedError
+
+    def upgrade_checkpoint(self, state: dict, path: Path) -> dict:
+        """Map a checkpoint of an older release to ``{"stage", "rng", "step"}``."""
+        if "method" in state and "step" in state:      # distillation checkpoints of release 0.1
+            return {**state, "stage": state["method"]}
+        raise UserError(f"{path} is a checkpoint of an older release that '{self.name}' cannot resume",
+                        fix=f"delete {path.name} and start the run again")
+
+    def snapshot(self, step: int):
+        """The output as it stands at ``step`` (``save_every``); default: :meth:`finish`."""
+        return self.finish()
+
+
+@dataclass
+class StageResult:
+    record: object | None          # the output record; None when stopped early (stop_after)
+    path: Path | None              # the output file, or the checkpoint when stopped early, or None (in memory)
+    steps: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    finished: bool = True
+
+
+def checkpoint_path(output: str | Path) -> Path:
+    """Where a stage writing ``output`` keeps its checkpoint."""
+    out = Path(output)
+    return out.with_name(out.stem + ".ckpt.safetensors")
+
+
+def flatten(d, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_differences(old: dict, new: dict, mutable=()) -> list[tuple[str, object, object]]:
+    """(key, old value, new value) for every flattened key that differs, except ``mutable`` keys and
+    their sub-keys."""
+    a, b = _normalise(flatten(old or {})), _normalise(flatten(new or {}))
+    allowed = tuple(ALWAYS_MUTABLE) + tuple(mutable)
+
+    def free(k):
+        return any(k == m or k.startswith(m + ".") for m in allowed)
+    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
+            if not free(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+def _normalise(flat: dict) -> dict:
+    from .device import amp_mode
+    out = dict(flat)
+    for k, v in flat.items():
+        if k == "amp" or k.endswith(".amp"):
+            try:
+                out[k] = amp_mode(v)
+            except Exception:
+                pass
+    return out
+
+
+def check_resumable(ckpt: Path, meta: dict, stage_name: str, config: dict, mutable=()) -> None:
+    found = meta.get("stage") or (f"distill/{meta['method']}" if meta.get("method") else None)
+    if found is not None and found != stage_name:
+        raise UserError(f"{ckpt} is a checkpoint of '{found}', not of '{stage_name}'",
+                        fix=f"delete {ckpt.name} or give another output")
+    diff = config_differences(meta.get("config", {}), config, mutable)
+    if diff:
+        k, a, b = diff[0]
+        more = f" (and {len(diff) - 1} more: {', '.join(d[0] for d in diff[1:6])})" if len(diff) > 1 else ""
+        raise UserError(f"cannot resume from {ckpt}: it was made with {k}={a!r}, this run asks for {k}={b!r}{more}",
+                        fix=f"resume with the checkpoint's settings (`{k}={a}`), or delete {ckpt.name} to start over")
+
+
+def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: dict, resume: bool = False,
+              stop_after: int | None = None, checkpoint_every: int = 0, log_every: int = 10, save_every: int = 0,
+              tensorboard: bool = False, mutable=(), desc: str | None = None, what: str = "loss",
+              fix: str = "lower the learning rate", lines: bool = True, log_extra: dict | None = None) -> StageResult:
+    """Run ``stage`` for ``steps`` steps (see the module docstring).
+
+    output None keeps everything in memory (no checkpoint, no log file). stop_after: stop after
+    that many steps (0 included: right after setup), leaving a checkpoint to resume from.
+    """
+    t0 = time.time()
+    in_memory = output is None
+    out = Path(output) if output is not None else None
+    ckpt = checkpoint_path(out) if out is not None else None
+    start = 0
+    if resume:
+        if in_memory:
+            raise UserError("--resume needs an output file (its checkpoint sits beside it)")
+        if not ckpt.exists():
+            raise UserError(f"--resume: no checkpoint at {ckpt}", fix="run without --resume to start fresh")
+        state = load_checkpoint(ckpt, device="cpu")
+        check_resumable(ckpt, state["__meta__"], stage.name, config, mutable)
+        stage.setup(fresh=False)
+        if "step" not in state or "stage" not in state:
+            state = stage.upgrade_checkpoint(state, ckpt)
+        stage.load_state_dict(state["stage"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+        print(f"resumed {stage.name} from {ckpt} at step {start}/{steps}", flush=True)
+    else:
+        stage.setup(fresh=True)
+
+    def write_checkpoint(step: int) -> None:
+        save_checkpoint(ckpt, {"stage": stage.state_dict(), "rng": get_rng_state(), "step": step},
+                        meta={"stage": stage.name, "config": config, "steps": steps, **(log_extra or {})})
+
+    def on_step(done: int, row) -> None:
+        if in_memory or done >= steps:
+            return
+        if checkpoint_every and done % checkpoint_every == 0:
+            write_checkpoint(done)
+        if save_every and done % save_every == 0:
+            stage.snapshot(done).save(out.with_name(f"{out.stem}.step{done}.safetensors"))
+
+    end = steps if stop_after is None else max(start, min(steps, stop_after))
+    log = MetricLogger(out.with_suffix(".metrics.jsonl") if steps and not in_memory else None,
+                       out.parent / "tb" if tensorboard and not in_memory else None, append=resume)
+    try:
+        res = fit(stage.step, steps, start=start, stop=end, desc=desc or stage.name, what=what, fix=fix, log=log,
+                  log_every=log_every, on_step=on_step, lines=lines and not in_memory)
+    finally:
+        log.close()
+    if end < steps:
+        if in_memory:
+            raise UserError("stop_after needs an output file (the checkpoint sits beside it)")
+        write_checkpoint(end)
+        return StageResult(None, ckpt, end, time.time() - t0, res.history, finished=False)
+    record = stage.finish()
+    path = None
+    if not in_memory:
+        path = record.save(out)
+        if ckpt.exists():
+            ckpt.unlink()
+    return StageResult(record, path, steps, time.time() - t0, res.history)
+
+
+__all__ = ["ALWAYS_MUTABLE", "Stage", "StageResult", "check_resumable", "checkpoint_path", "config_differences",
+           "run_stage"]
