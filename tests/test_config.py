@@ -58,3 +58,34 @@ def test_type_errors_and_malformed_overrides(tmp_path):
         load_config(Cfg, None, ["epochs"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Cfg, tmp_path / "missing.yaml")
+
+
+def test_protocol_is_read_after_base_inheritance(tmp_path):
+    """A YAML file that starts from configs/eval/mkdt.yaml gets the mkdt preset, not krrst."""
+    from distill.config import CONFIG_DIR
+    from distill.evaluate import list_protocols, load_eval_config
+    cfg_file = tmp_path / "mine.yaml"
+    cfg_file.write_text(f"base: {CONFIG_DIR / 'eval' / 'mkdt.yaml'}\nseeds: [0]\n")
+    cfg = load_eval_config(cfg_file)
+    assert cfg.protocol == "mkdt" and cfg.seeds == [0]
+    assert cfg.pretrain.epochs == 20 and cfg.linear.label_fractions == [0.01, 0.05] and not cfg.finetune.enabled
+    assert load_eval_config(cfg_file, protocol="krrst").pretrain.epochs == 1000
+    assert {"krrst", "mkdt"} <= set(list_protocols())
+
+
+def test_cli_protocol_choices_come_from_the_registry():
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    from distill.evaluate import list_protocols
+    r = CliRunner().invoke(cli, ["evaluate", "--protocol", "nope"])
+    assert r.exit_code == 2
+    assert all(p in r.output for p in list_protocols())
+
+
+def test_schemas_live_beside_their_code_and_the_old_names_still_work():
+    import distill.config as c
+    from distill.evaluate.config import EvalConfig
+    from distill.methods.run import DistillConfig
+    from distill.ssl.train import TeacherConfig
+    assert c.EvalConfig is EvalConfig and c.DistillConfig is DistillConfig and c.TeacherConfig is TeacherConfig

@@ -69,3 +69,82 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# --------------------------------------------------------------------------- the one loop
+
+def test_fit_reaches_the_least_squares_solution():
+    from distill.engine import fit
+    g = torch.Generator().manual_seed(0)
+    x, w_true = torch.randn(64, 5, generator=g), torch.randn(5, 1, generator=g)
+    y = x @ w_true + 0.1 * torch.randn(64, 1, generator=g)
+    lin = torch.nn.Linear(5, 1, bias=False)
+    torch.nn.init.zeros_(lin.weight)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    res = fit(lambda i: (lin(x) - y).pow(2).mean(), 300, optimizer=opt, log_every=50)
+    closed = torch.linalg.lstsq(x, y).solution
+    assert torch.allclose(lin.weight.detach().T, closed, atol=1e-4)
+    assert [r["step"] for r in res.history] == [50, 100, 150, 200, 250, 300]
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_fit_logs_interval_means_and_calls_the_hook(tmp_path):
+    from distill.engine import MetricLogger, fit
+    seen = []
+    with MetricLogger(tmp_path / "m.jsonl") as log:
+        res = fit(lambda i: {"loss": torch.tensor(float(i)), "aux": torch.tensor(2.0 * i)}, 5, start=1, log=log,
+                  log_every=2, on_step=lambda done, row: seen.append((done, row is not None)))
+    assert [(r["step"], r["loss"], r["aux"]) for r in res.history] == [(2, 1.0, 2.0), (4, 2.5, 5.0), (5, 4.0, 8.0)]
+    assert seen == [(2, True), (3, False), (4, True), (5, True)]
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 3
+
+
+def test_fit_stops_on_nan_with_the_loss_named():
+    from distill.engine import fit
+    from distill.errors import NumericalError
+    with pytest.raises(NumericalError, match=r"probe: the KD loss became nan at step 4") as e:
+        fit(lambda i: torch.tensor(float("nan") if i == 3 else 1.0), 10, desc="probe", what="KD loss",
+            fix="lower lr", log_every=2)
+    assert "lower lr" in str(e.value)
+
+
+def test_accuracy_matches_a_direct_count():
+    from distill.engine import accuracy
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(50, 4, generator=g), torch.randint(0, 3, (50,), generator=g)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    net.train()
+    expected = 100.0 * (net.eval()(x).argmax(1) == y).sum().item() / 50
+    net.train()
+    assert accuracy(net, x, y, batch_size=7) == pytest.approx(expected)
+    assert net.training  # the mode is restored
+
+
+def test_epoch_batches_cover_each_epoch_once():
+    from distill.engine import epoch_batches
+    b = epoch_batches(10, 4, torch.device("cpu"))
+    assert b.steps_per_epoch == 3
+    epoch = torch.cat([b(i) for i in range(3)])
+    assert sorted(epoch.tolist()) == list(range(10))
+    b2 = epoch_batches(10, 4, torch.device("cpu"), drop_last=True)
+    assert b2.steps_per_epoch == 2 and len(b2(1)) == 4
+
+
+def test_amp_policy(monkeypatch):
+    from distill.engine import device as dev
+    from distill.errors import ConfigError
+    assert [dev.amp_mode(v) for v in (True, False, "auto", "off", "bf16", "true", "fp32")] == \
+        ["auto", "off", "auto", "off", "bf16", "auto", "off"]
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        dev.amp_mode("fp8")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(dev, "cpu_has_bf16_units", lambda: False)
+    assert dev.amp_dtype(cpu, "auto") is None and "fp32" in dev.describe_precision(cpu, "auto")
+    assert dev.amp_dtype(cpu, "bf16") is torch.bfloat16
+    monkeypatch.setattr(dev, "cpu_has_bf16_units", lambda: True)
+    assert dev.amp_dtype(cpu, "auto") is torch.bfloat16 and "CPU bf16 units" in dev.describe_precision(cpu)
+    assert dev.amp_dtype(cpu, "off") is None
+    with dev.autocast(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+        with dev.full_precision(cpu):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32

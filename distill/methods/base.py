@@ -55,6 +55,9 @@ class Method:
     needs_teacher: bool = True
     #: ``params`` keys that may change when a run is resumed (they do not change what is computed)
     resume_mutable: tuple[str, ...] = ()
+    #: ``params`` for a run of seconds on a few dozen images (the resume contract test runs every
+    #: registered method with them)
+    tiny_params: dict = {}
 
     def __init__(self, cfg, ctx: DistillContext):
         self.cfg = cfg

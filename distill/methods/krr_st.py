@@ -83,6 +83,7 @@ class KRRST(Method):
     name = "krr_st"
     Config = Config
     default_steps = 160_000
+    tiny_params = {"pool_arch": "convnet-d2-w8-bn", "pool_size": 2, "pool_steps": 3, "real_batch": 32}
 
     def __init__(self, cfg: Config, ctx: DistillContext):
         super().__init__(cfg, ctx)
