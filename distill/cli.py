@@ -174,12 +174,22 @@ def data_prepare(name, root, splits, image_size, download):
 
     from .data import load_dataset
     from .data.sources import get_source
+    from .errors import DataError
     src = get_source(name)
     if src.needs_root and root is None:
         raise UserError(f"dataset '{src.name}' needs --root", fix=f"ssdd data prepare {src.name} --root /path/to/data")
-    for split in splits or [s for s in src.splits if "+" not in s]:
+    from .data.sources import root_option
+    todo = list(splits) or [s for s in src.splits if "+" not in s]
+    for i, split in enumerate(todo):
         t0 = time.time()
-        ds = load_dataset(src.name, root, split, image_size, download=download, verbose=True)
+        try:
+            with root_option("--root ROOT"):
+                ds = load_dataset(src.name, root, split, image_size, download=download, verbose=True)
+        except DataError as e:
+            if splits or i == 0:   # a split the user asked for, or the source's first: an error
+                raise
+            click.echo(f"{src.name}/{split}: skipped ({e.what})")
+            continue
         counts = ds.labels[ds.labels >= 0].bincount() if ds.labelled else None
         per_class = f"{int(counts.min())}-{int(counts.max())} per class" if counts is not None and len(counts) else "unlabelled"
         click.echo(f"{src.name}/{split}: {len(ds)} images, {ds.channels}x{ds.image_size}x{ds.image_size}, "
@@ -238,12 +248,16 @@ _CONFIG_OPT = click.option("-c", "--config", "config_path", type=click.Path(dir_
 _OVERRIDES = click.argument("overrides", nargs=-1)
 
 
+_OVERWRITE = click.option("--overwrite", is_flag=True, help="replace an existing output made by another config")
+
+
 @cli.command()
 @_CONFIG_OPT
 @click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
 @click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@_OVERWRITE
 @_OVERRIDES
-def teacher(config_path, resume, print_config, overrides):
+def teacher(config_path, resume, print_config, overwrite, overrides):
     """Train a self-supervised teacher (Barlow Twins / SimCLR).  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
     from .ssl import TeacherConfig, train_teacher
@@ -251,7 +265,7 @@ def teacher(config_path, resume, print_config, overrides):
     if print_config:
         click.echo(to_yaml(cfg))
         return
-    res = train_teacher(cfg, resume=resume)
+    res = train_teacher(cfg, resume=resume, overwrite=overwrite)
     knn = f", k-NN top-1 {res.knn_top1:.2f}% on {cfg.data.name}/{cfg.test_split}" if res.knn_top1 is not None else ""
     click.echo(f"wrote {res.path}: {res.teacher.describe()}{knn} ({res.seconds:.0f}s)")
 
@@ -260,8 +274,9 @@ def teacher(config_path, resume, print_config, overrides):
 @_CONFIG_OPT
 @click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
 @click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@_OVERWRITE
 @_OVERRIDES
-def distill_cmd(config_path, resume, print_config, overrides):
+def distill_cmd(config_path, resume, print_config, overwrite, overrides):
     """Distil a dataset into a set file (krr_st, random, kcenter).  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
     from .distilled import human_bytes
@@ -271,7 +286,7 @@ def distill_cmd(config_path, resume, print_config, overrides):
     if print_config:
         click.echo(to_yaml(cfg))
         return
-    res = run_distillation(cfg, resume=resume)
+    res = run_distillation(cfg, resume=resume, overwrite=overwrite)
     if res.set is None:
         click.echo(f"stopped at step {res.steps}; checkpoint {res.path}")
         return
@@ -289,7 +304,8 @@ def distill_cmd(config_path, resume, print_config, overrides):
 @click.option("--arch", default=None, help="architecture to pre-train (registry name)")
 @click.option("--seeds", default=None, help="comma list of seeds, e.g. 0,1,2")
 @click.option("-o", "--output", default=None, help="report folder")
-def evaluate(sets, config_path, protocol, targets, arch, seeds, output):
+@click.option("--print-config", is_flag=True, help="print the merged config and exit")
+def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_config):
     """Pre-train on each SET, then fine-tune / linear-probe on the targets; write a table.
 
     Extra arguments of the form key=value override the config (e.g. pretrain.epochs=100)."""
@@ -309,6 +325,10 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output):
     if output:
         extra["output"] = output
     cfg = load_eval_config(config_path, overrides, protocol, extra)
+    if print_config:
+        from .config import to_yaml
+        click.echo(to_yaml(cfg))
+        return
     if not files and not cfg.no_pretrain_baseline:
         raise UserError("nothing to evaluate", fix="give one or more set files")
     rep = evaluate_files(files, cfg)

@@ -34,7 +34,19 @@ FORMAT = "ssdd.distilled"
 VERSION = 1
 TENSOR_FIELDS = ("images", "targets", "labels", "soft_labels", "image_bases", "image_coeffs", "target_bases",
                  "target_coeffs", "lr")
-REQUIRED_META = ("method", "image_size", "channels", "mean", "std")
+MAX_CLASSES = 1_000_000
+
+
+def max_materialize_bytes() -> int:
+    """The most bytes a factorised set may expand to (``SSDD_MAX_SET_GB``, default 32 GiB)."""
+    try:
+        return int(float(os.environ.get("SSDD_MAX_SET_GB", "32")) * 2**30)
+    except ValueError:
+        return 32 * 2**30
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass
@@ -78,27 +90,8 @@ class DistilledSet(Record):
                 if f.name in TENSOR_FIELDS and getattr(self, f.name) is not None}
 
     def __len__(self) -> int:
-        if self.images is not None:
-            return self.images.shape[0]
-        if self.image_coeffs is not None:
-            return self.image_coeffs.shape[0]
-        return 0
-
-    @property
-    def image_size(self) -> int:
-        return int(self.meta["image_size"])
-
-    @property
-    def channels(self) -> int:
-        return int(self.meta["channels"])
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return tuple(self.meta["mean"])
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return tuple(self.meta["std"])
+        ref = self.images if self.images is not None else self.image_coeffs
+        return int(ref.shape[0]) if ref is not None and ref.dim() > 0 else 0
 
     @property
     def method(self) -> str:
@@ -106,10 +99,11 @@ class DistilledSet(Record):
 
     @property
     def num_classes(self) -> int | None:
-        if self.meta.get("num_classes") is not None:
-            return int(self.meta["num_classes"])
-        if self.soft_labels is not None:
-            return self.soft_labels.shape[1]
+        k = self.meta.get("num_classes")
+        if _is_int(k):
+            return int(k)
+        if self.soft_labels is not None and self.soft_labels.dim() == 2:
+            return int(self.soft_labels.shape[1])
         return None
 
     def to(self, device) -> "DistilledSet":
@@ -122,10 +116,15 @@ class DistilledSet(Record):
         def bad(msg, fix=None):
             raise FileFormatError(f"{where}: {msg}", fix=fix)
 
-        if "method" not in self.meta:
-            bad("header lacks method")
+        if not isinstance(self.meta.get("method"), str):
+            bad("header lacks method (a string)")
         validate_image_spec(self.meta, where, required=True)
         c, s = self.meta["channels"], self.meta["image_size"]
+        k = self.meta.get("num_classes")
+        if k is not None and not (_is_int(k) and 1 <= k <= MAX_CLASSES):
+            bad(f"header 'num_classes' must be an integer in [1, {MAX_CLASSES}], got {str(k)[:40]!r}")
+        if self.labels is not None and k is None:
+            bad("holds labels but its header has no 'num_classes'")
         for name, t in self.tensors().items():
             if not isinstance(t, torch.Tensor):
                 bad(f"'{name}' is not a tensor")
@@ -133,6 +132,11 @@ class DistilledSet(Record):
                 bad(f"'{name}' must be floating point, got {t.dtype}")
             if t.is_floating_point() and not torch.isfinite(t).all():
                 bad(f"'{name}' contains NaN or inf values")
+        for name, want in (("images", 4), ("image_bases", 4), ("image_coeffs", 2), ("targets", 2), ("target_bases", 2),
+                           ("target_coeffs", 2), ("labels", 1), ("soft_labels", 2)):
+            t = getattr(self, name)
+            if t is not None and t.dim() != want:
+                bad(f"'{name}' must have {want} dimensions, got shape {tuple(t.shape)}")
         if self.images is None and (self.image_bases is None or self.image_coeffs is None):
             bad("holds no images (neither 'images' nor 'image_bases' + 'image_coeffs')")
         if self.images is not None and (self.image_bases is not None or self.image_coeffs is not None):
@@ -167,8 +171,18 @@ class DistilledSet(Record):
             k = self.num_classes
             if (self.labels < 0).any() or (k is not None and (self.labels >= k).any()):
                 bad(f"'labels' out of range [0, {k})")
-        if self.soft_labels is not None and (self.soft_labels.dim() != 2 or self.soft_labels.shape[0] != n):
-            bad(f"'soft_labels' must be {n} x K, got {tuple(self.soft_labels.shape)}")
+        if self.soft_labels is not None and (self.soft_labels.shape[0] != n
+                                             or (k is not None and self.soft_labels.shape[1] != k)):
+            bad(f"'soft_labels' must be {n} x {k or 'K'}, got {tuple(self.soft_labels.shape)}")
+        if self.image_bases is not None:
+            need = n * c * s * s * 4
+            if need > max_materialize_bytes():
+                bad(f"expands to {need / 2**30:.1f} GiB of images ({n} x {c} x {s} x {s}), more than the "
+                    f"{max_materialize_bytes() / 2**30:.0f} GiB allowed", fix="set SSDD_MAX_SET_GB to allow more")
+            if not torch.isfinite(self.image_coeffs @ self.image_bases.flatten(1)).all():
+                bad("its factorised images expand to NaN or inf values (coefficients or bases too large)")
+        if self.target_bases is not None and not torch.isfinite(self.target_coeffs @ self.target_bases).all():
+            bad("its factorised targets expand to NaN or inf values (coefficients or bases too large)")
         if self.lr is not None and self.lr.numel() != 1:
             bad(f"'lr' must be a scalar, got shape {tuple(self.lr.shape)}")
         if self.targets is None and self.target_bases is None and self.labels is None and self.soft_labels is None:

@@ -4,6 +4,10 @@
     python scripts/bench_krrst.py --device cpu --steps 3            # this machine
     python scripts/bench_krrst.py --device cuda --steps 50          # a GPU
 
+``--compare-backward`` interleaves this release's outer backward (into the synthetic images and
+targets only) with release 0.1's (which also computed the pool model's weight gradients), on the
+same evolving state, and reports both medians and their ratio.
+
 Setting (METHODS.md): N = 1000 synthetic images, real batch 1024 with crop+flip, pool of
 ConvNet-3 (128-256-512, BN), ResNet-18 (CIFAR stem) teacher, 32 px, 100-class-sized data. The
 teacher is randomly initialised and the "real" data is random uint8 noise of CIFAR-100's size:
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import time
@@ -24,7 +27,8 @@ import time
 import torch
 
 from distill.data import ImageSet
-from distill.engine import resolve_device, seed_everything
+from distill.engine import channels_last, resolve_device, seed_everything
+from distill.engine.device import describe_precision, machine_name
 from distill.methods import DistillContext
 from distill.methods.krr_st import KRRST, Config
 from distill.models import create_model
@@ -40,7 +44,10 @@ def main():
     ap.add_argument("--teacher", default="resnet18")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--no-amp", action="store_true")
+    ap.add_argument("--amp", default="auto", help="auto | bf16 | off (the engine's precision policy)")
+    ap.add_argument("--compare-backward", action="store_true",
+                    help="interleave steps whose outer backward reaches only images and targets (this release) with "
+                         "steps that also compute the pool model's weight gradients (release 0.1), same state")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
     args = ap.parse_args()
@@ -53,32 +60,42 @@ def main():
                    labels=torch.arange(n_real) % 100, classes=[str(i) for i in range(100)], name="noise-cifar100",
                    split="train", mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)).to(device)
     net = create_model(args.teacher, out_dim=0, image_size=32, mean=src.mean, std=src.std)
-    teacher = Teacher(net, {"backbone": args.teacher, "image_size": 32, "mean": list(src.mean), "std": list(src.std)}).to(device)
-    if device.type == "cuda":
-        teacher.model.to(memory_format=torch.channels_last)
+    teacher = Teacher(net, {"arch": args.teacher, "image_size": 32, "mean": list(src.mean), "std": list(src.std)}).to(device)
+    channels_last(teacher.model, device, args.amp)
     ctx = DistillContext(source=src, teacher=teacher, budget=args.budget, steps=160_000, device=device, seed=0,
-                         amp=not args.no_amp)
+                         amp=args.amp)
     method = KRRST(Config(pool_arch=args.pool_arch, pool_size=10, pool_steps=2, real_batch=args.real_batch), ctx)
     method.setup(fresh=True)  # pool_steps=2: each model starts with one step (init cost excluded)
     method.cfg.pool_steps = 1000
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    import distill.methods.krr_st as krr_mod
+    new_update = krr_mod.update
+
+    def full_backward(loss, opt, sched=None, inputs=None, zero_grad=True):   # release 0.1: loss.backward()
+        return new_update(loss, opt, sched, None, zero_grad)
+
+    times, times_full = [], []
     for s in range(args.warmup + args.steps):
-        t = time.perf_counter()
-        loss = method.step(s)["loss"].item()  # .item() syncs, so the step is fully timed
-        times.append(time.perf_counter() - t)
-        print(f"step {s}: {times[-1]:.3f}s loss {loss:.4f}", flush=True)
+        for variant in (("inputs", "full") if args.compare_backward else ("inputs",)):
+            krr_mod.update = new_update if variant == "inputs" else full_backward
+            t = time.perf_counter()
+            loss = method.step(s)["loss"].item()  # .item() syncs, so the step is fully timed
+            (times if variant == "inputs" else times_full).append(time.perf_counter() - t)
+            print(f"step {s} ({variant} backward): {time.perf_counter() - t:.3f}s loss {loss:.4f}", flush=True)
+    krr_mod.update = new_update
     timed = times[args.warmup:]
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else cpu,
+    res = {"device": machine_name(device),
            "budget": args.budget, "real_batch": args.real_batch, "pool_arch": args.pool_arch, "teacher": args.teacher,
-           "amp": not args.no_amp and device.type == "cuda", "steps_timed": len(timed),
+           "precision": describe_precision(device, args.amp), "steps_timed": len(timed),
            "median_s_per_step": round(statistics.median(timed), 4), "mean_s_per_step": round(statistics.fmean(timed), 4),
            "peak_memory_gib": round(peak, 3),
+           **({"full_backward_median_s": round(statistics.median(times_full[args.warmup:]), 4),
+               "full_over_inputs": round(statistics.median(times_full[args.warmup:]) / statistics.median(timed), 3)}
+              if args.compare_backward else {}),
            "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(res))

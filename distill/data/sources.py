@@ -5,6 +5,9 @@ tensor cache and normalisation. No source downloads anything unless ``download=T
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import hashlib
 import json
 import os
@@ -69,9 +72,28 @@ def get_source(name: str) -> Source:
 # --------------------------------------------------------------------------- helpers
 
 
+#: how the running command takes a dataset's root; commands set it (``root_option``) so that hints
+#: name the option the user actually has (``data.root=``, ``--root``, ``--targets NAME:ROOT``, ...)
+_ROOT_OPTION: contextvars.ContextVar[str] = contextvars.ContextVar("root_option", default="data.root=ROOT")
+
+
+@contextlib.contextmanager
+def root_option(how: str):
+    """Within the block, data errors tell the user to give the root with ``how`` (e.g. ``--root ROOT``)."""
+    token = _ROOT_OPTION.set(how)
+    try:
+        yield
+    finally:
+        _ROOT_OPTION.reset(token)
+
+
+def _give_root(what: str = "the folder holding it") -> str:
+    return f"give {what} with {_ROOT_OPTION.get()}"
+
+
 def _require_dir(root: Path | None, source: str, expect: str, fix: str) -> Path:
     if root is None:
-        raise DataError(f"dataset '{source}' needs a root folder", fix=f"pass --root (or data.root=...); {fix}")
+        raise DataError(f"dataset '{source}' needs a root folder", fix=f"{_give_root()}; {fix}")
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"dataset root {root} does not exist ({source} expects {expect})", fix=fix)
@@ -134,13 +156,23 @@ def _stat_fingerprint(paths: list[Path]) -> str:
 
 
 def tree_fingerprint(root: Path, split: str) -> str:
-    """Cheap change detector: the stats of the root's entries and of the split folder's entries."""
+    """Change detector for folder datasets: path, size and modification time (ns) of every file below
+    ``root`` (all depths), so an image overwritten in place or added in a nested folder invalidates
+    the cache. One ``stat`` per file: about a second for 100k images."""
     root = Path(root)
-    entries = sorted(root.iterdir()) if root.is_dir() else [root]
-    sub = root / split
-    if sub.is_dir():
-        entries += sorted(sub.iterdir())
-    return _stat_fingerprint(entries)
+    h = hashlib.sha1()
+    if not root.is_dir():
+        return _stat_fingerprint([root])
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.stat(p)
+                h.update(f"{os.path.relpath(p, root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                h.update(f"{p}:missing;".encode())
+    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- CIFAR, STL-10
@@ -149,14 +181,15 @@ def tree_fingerprint(root: Path, split: str) -> str:
 def _torchvision_error(source: str, root: Path, folder: str, e: Exception) -> DataError:
     return DataError(f"{source} not found or incomplete under {root} (expected {root / folder}/ in torchvision's "
                      f"format): {str(e).splitlines()[0]}",
-                     fix="point --root at the folder holding it, pass --download to fetch it, or for CIFAR "
-                         "unpack the local copy with `python ../shared/data/cifar.py ROOT`")
+                     fix=f"{_give_root()}; where you are online, fetch it once with `ssdd data prepare {source} "
+                         f"--root ROOT --download` (torchvision's download), or copy torchvision's layout there")
 
 
 def _cifar(cls_name: str, folder: str, source: str):
     def read(root, split, size, download):
         import torchvision
-        root = _require_dir(root, source, f"{folder}/", "unpack CIFAR with `python ../shared/data/cifar.py ROOT`")
+        root = _require_dir(root, source, f"{folder}/", f"expected ROOT/{folder}/ in torchvision's layout; where you are online, "
+                             f"`ssdd data prepare {source} --root ROOT --download` fetches it")
         if root.name == folder:  # the user pointed at the inner folder
             root = root.parent
         if not (root / folder).is_dir() and not download:
@@ -221,7 +254,7 @@ def read_class_folders(folder: Path, size: int | None, desc: str) -> RawSplit:
 @register_source("imagefolder", splits=("train", "test", "val"), native_size=None, transfer_target=True,
                  help="any ROOT/<split>/<class>/*.jpg tree (ImageNet subsets, ...)", fingerprint=tree_fingerprint)
 def _imagefolder(root, split, size, download):
-    root = _require_dir(root, "imagefolder", "ROOT/<split>/<class>/<images>", "point --root at the dataset folder")
+    root = _require_dir(root, "imagefolder", "ROOT/<split>/<class>/<images>", _give_root("the dataset folder"))
     folder = root / split
     if not folder.is_dir() and split == "test" and (root / "val").is_dir():
         folder = root / "val"
@@ -244,7 +277,7 @@ def _tinyimagenet(root, split, size, download):
     root = _tiny_root(_require_dir(root, "tinyimagenet", "tiny-imagenet-200/", "unzip tiny-imagenet-200.zip there"))
     wnids_file = root / "wnids.txt"
     if not wnids_file.exists():
-        raise DataError(f"{root} is not a Tiny ImageNet folder (no wnids.txt)", fix="point --root at tiny-imagenet-200/")
+        raise DataError(f"{root} is not a Tiny ImageNet folder (no wnids.txt)", fix=_give_root("tiny-imagenet-200/"))
     wnids = wnids_file.read_text().split()
     index = {w: i for i, w in enumerate(wnids)}
     paths, labels = [], []
@@ -279,15 +312,15 @@ def _tinyimagenet(root, split, size, download):
                  fingerprint=lambda r, s: _stat_fingerprint([Path(r)]))
 def _npz(root, split, size, download):
     if root is None:
-        raise DataError("dataset 'npz' needs --root pointing at a .npz file")
+        raise DataError("dataset 'npz' needs the path of a .npz file", fix=_give_root("the .npz file"))
     path = Path(root).expanduser()
     if path.is_dir():
         found = sorted(path.glob("*.npz"))
         if len(found) != 1:
-            raise DataError(f"{path} is a folder with {len(found)} .npz files", fix="point --root at the .npz file")
+            raise DataError(f"{path} is a folder with {len(found)} .npz files", fix=_give_root("the .npz file"))
         path = found[0]
     if not path.exists():
-        raise DataError(f"{path} does not exist", fix="point --root at a .npz file with x_train, y_train, ...")
+        raise DataError(f"{path} does not exist", fix=_give_root("a .npz file with x_train, y_train, ..."))
     try:
         with np.load(path, allow_pickle=False) as z:
             if f"x_{split}" not in z.files:
@@ -324,7 +357,7 @@ def _tv_target(cls_name: str, split_map: dict[str, list[str]], source: str, fold
                 ds = getattr(torchvision.datasets, cls_name)(root=str(root), split=s, download=download, **kw)
             except (RuntimeError, FileNotFoundError) as e:
                 raise DataError(f"{source} not found under {root} (expected {folder_hint}): {str(e).splitlines()[0]}",
-                                fix="point --root at the folder holding it, or pass --download") from None
+                                fix=f"{_give_root()}, or pass --download") from None
             parts.append(_from_pil_dataset(ds, size, f"{source}/{s}"))
         if len(parts) == 1:
             return parts[0]
@@ -355,7 +388,7 @@ def _cub200(root, split, size, download):
     missing = [n for n in need if not (root / n).exists()]
     if missing:
         raise DataError(f"{root} is not a CUB-200-2011 folder (missing {', '.join(missing)})",
-                        fix="point --root at CUB_200_2011/ (with images/ and the .txt index files)")
+                        fix=_give_root("CUB_200_2011/ (with images/ and the .txt index files)"))
 
     def table(name):
         return dict(line.split(maxsplit=1) for line in (root / name).read_text().splitlines() if line.strip())

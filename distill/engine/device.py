@@ -85,6 +85,15 @@ def amp_dtype(device: torch.device, amp="auto") -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_bf16_units() else None
 
 
+def machine_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's architecture, thread count and whether it has bf16 units."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return (f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+            f"bf16 units: {'yes' if cpu_has_bf16_units() else 'no'})")
+
+
 def describe_precision(device: torch.device, amp="auto") -> str:
     """One phrase for run headers, e.g. ``bf16 autocast (CPU bf16 units)`` or ``fp32 (CPU without bf16 units)``."""
     dt = amp_dtype(device, amp)

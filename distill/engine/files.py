@@ -33,11 +33,31 @@ def atomic_path(path: str | os.PathLike, make_parents: bool = True):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())   # the user's normal mode, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that an interrupted atomic write of ``path`` left beside it
+    (``.NAME.*.tmp``); returns what was removed. Call it when a run that writes ``path`` starts."""
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

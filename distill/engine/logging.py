@@ -22,6 +22,8 @@ class MetricLogger:
         self._fh = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if append:   # a resumed run continues the time axis where the log stopped
+                self._t0 -= self._last_time(self.path)
             self._fh = open(self.path, "a" if append else "w", buffering=1)
         self._tb = None
         if tensorboard:
@@ -32,6 +34,19 @@ class MetricLogger:
                 raise UserError("TensorBoard logging needs the 'tensorboard' package",
                                 fix="pip install 'ssdd[tensorboard]' or drop the tensorboard option") from e
             self._tb = SummaryWriter(str(tensorboard))
+
+    @staticmethod
+    def _last_time(path: Path) -> float:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            return 0.0
+        for line in reversed(lines):
+            try:
+                return float(json.loads(line).get("time", 0.0))
+            except (ValueError, AttributeError, TypeError):
+                continue
+        return 0.0
 
     def log(self, step: int, **metrics) -> dict:
         row = {"step": int(step), "time": round(time.time() - self._t0, 3)}

@@ -51,7 +51,8 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
         device: torch.device | None = None, amp="off", start: int = 0, stop: int | None = None,
         desc: str = "train", what: str = "training loss", fix: str = "lower the learning rate",
         log=None, log_every: int | Callable[[int], bool] = 50, on_step: Callable[[int, dict | None], None] | None = None,
-        lines: bool = False, backward_inputs: Callable[[], list] | None = None) -> FitResult:
+        lines: bool = False, backward_inputs: Callable[[], list] | None = None,
+        estimate_after: int = 0, on_estimate: Callable[[float], None] | None = None) -> FitResult:
     """Run steps ``start .. stop-1`` of a ``steps``-step loop.
 
     step_fn(i) returns the loss (a 0-d tensor) or a dict with ``loss`` and other 0-d metrics.
@@ -61,6 +62,9 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
       the ``scheduler``.
     - Without one, ``step_fn`` makes its own update (a distillation method's outer step) and ``fit``
       only drives, checks, logs and reports.
+
+    ``estimate_after``: after that many steps, print (with ``lines``) the measured time per step and
+    the time to go, and pass the seconds to go to ``on_estimate``.
 
     ``log`` (a MetricLogger) gets a row every ``log_every`` steps (or where ``log_every(done)`` is true)
     and at ``stop``, with the means since the previous row; ``on_step(done,
@@ -111,6 +115,14 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
                 eta = (steps - done) / rate if rate > 0 else float("inf")
                 print(f"  {desc}: step {done}/{steps}, loss {values['loss']:.4g}, {rate:.2f} steps/s, "
                       f"ETA {format_seconds(eta)}", file=sys.stdout, flush=True)
+        if estimate_after and done == min(stop, start + estimate_after):
+            per_step = (time.time() - t0) / max(1, done - start)
+            remaining = per_step * (stop - done)
+            if lines:
+                print(f"  {desc}: {per_step:.3g} s/step after {done - start} steps; about "
+                      f"{format_seconds(remaining)} to go ({stop - done} steps)", flush=True)
+            if on_estimate is not None:
+                on_estimate(remaining)
         if on_step is not None:
             on_step(done, row)
     if bar is not None:

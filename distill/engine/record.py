@@ -75,6 +75,23 @@ class Record:
         validate_image_spec(self.meta, where or self.NOUN, required=False)
         return self
 
+    # ------------------------------------------------------------------ shared header facts
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta.get("channels", 3))
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.meta["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.meta["std"])
+
     # ------------------------------------------------------------------ files
     def header(self) -> dict:
         meta = dict(self.meta)
@@ -105,9 +122,18 @@ class Record:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu"):
+        """Read, build and validate. Whatever a hand-edited header holds, the outcome is a valid
+        object or a :class:`FileFormatError` that names the file (never a bare TypeError & co.)."""
         tensors, meta = cls.read(path, device)
-        obj = cls.from_file(tensors, meta, str(path), device)
-        obj.validate(str(path))
+        try:
+            obj = cls.from_file(tensors, meta, str(path), device)
+            obj.validate(str(path))
+        except (UserError, MemoryError):
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError, AttributeError,
+                RuntimeError) as e:
+            raise FileFormatError(f"{path}: malformed {cls.NOUN} ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                                  fix="the file is damaged or hand-edited; re-create it") from None
         return obj
 
 

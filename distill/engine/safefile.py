@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -51,61 +52,89 @@ def read_header(path: str | os.PathLike, kind: str | None = None) -> tuple[dict,
     """
     path = Path(path)
     what = KIND_NOUNS.get(kind, kind.split(".")[-1].replace("_", " ") + " file") if kind else "file"
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, expected a {what}")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(9)
-        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
-        looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 2 <= n <= _MAX_HEADER
-        if not looks_safetensors:
-            foreign = _describe_foreign(head)
-            if foreign:
-                raise FileFormatError(f"{path} is {foreign}, not an ssdd {what}; refusing to load it",
-                                      fix="ssdd files are safetensors; re-create the file with this toolkit")
-            if len(head) < 9:
-                raise FileFormatError(f"{path} is empty or truncated ({size} bytes); not an ssdd {what}")
-            raise FileFormatError(f"{path} is not a safetensors file: unrecognised content",
-                                  fix=f"expected an ssdd {what} written by this toolkit")
-        if 8 + n > size:
-            raise FileFormatError(f"{path} is truncated: its header alone needs {8 + n} bytes, the file has {size}",
-                                  fix="copy or re-create the file")
-        f.seek(8)
-        raw = f.read(n)
     try:
-        index = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FileFormatError(f"{path} is not a safetensors file: its header is not JSON") from None
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path} is a folder, expected a {what}")
+    if not stat.S_ISREG(st.st_mode):   # a FIFO, socket or device would block or never end
+        raise UserError(f"{path} is not a regular file (a pipe, socket or device), expected a {what}")
+    size = st.st_size
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
+            looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 2 <= n <= _MAX_HEADER
+            if not looks_safetensors:
+                foreign = _describe_foreign(head)
+                if foreign:
+                    raise FileFormatError(f"{path} is {foreign}, not an ssdd {what}; refusing to load it",
+                                          fix="ssdd files are safetensors; re-create the file with this toolkit")
+                if len(head) < 9:
+                    raise FileFormatError(f"{path} is empty or truncated ({size} bytes); not an ssdd {what}")
+                raise FileFormatError(f"{path} is not a safetensors file: unrecognised content",
+                                      fix=f"expected an ssdd {what} written by this toolkit")
+            if 8 + n > size:
+                raise FileFormatError(f"{path} is truncated: its header alone needs {8 + n} bytes, the file has {size}",
+                                      fix="copy or re-create the file")
+            f.seek(8)
+            raw = f.read(n)
+    except PermissionError:
+        raise UserError(f"{path}: permission denied") from None
+    index = _json(raw, path, "its header")
     if not isinstance(index, dict):
         raise FileFormatError(f"{path} is not a safetensors file: its header is not a JSON object")
-    meta = index.pop("__metadata__", None) or {}
-    end = 0
+    meta = index.pop("__metadata__", None)
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FileFormatError(f"{path}: corrupt safetensors metadata (must map names to strings)")
+    spans = []
     for name, entry in index.items():
-        try:
-            start, stop = entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise FileFormatError(f"{path}: corrupt tensor entry '{name}' in the header") from None
-        end = max(end, stop)
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        ok = (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)
+              and offsets[0] <= offsets[1] and isinstance(entry.get("dtype"), str)
+              and isinstance(entry.get("shape"), list) and all(_is_int(d) and d >= 0 for d in entry["shape"]))
+        if not ok:
+            raise FileFormatError(f"{path}: corrupt tensor entry '{str(name)[:60]}' in the header",
+                                  fix="the file is damaged; copy or re-create it")
+        spans.append(offsets)
+    end = max((stop for _, stop in spans), default=0)
     if 8 + n + end != size:
         raise FileFormatError(f"{path} is truncated or corrupt: the header promises {8 + n + end} bytes, "
                               f"the file has {size}", fix="copy or re-create the file")
     if HEADER_KEY not in meta:
         raise FileFormatError(f"{path} is a safetensors file but not an ssdd {what} (no '{HEADER_KEY}' metadata)",
                               fix="only files written by this toolkit carry the metadata it needs")
-    try:
-        header = json.loads(meta[HEADER_KEY])
-    except json.JSONDecodeError:
-        raise FileFormatError(f"{path}: the '{HEADER_KEY}' metadata is not valid JSON") from None
-    if not isinstance(header, dict) or "format" not in header:
+    header = _json(meta[HEADER_KEY].encode("utf-8", "surrogatepass"), path, f"the '{HEADER_KEY}' metadata")
+    if not isinstance(header, dict) or not isinstance(header.get("format"), str):
         raise FileFormatError(f"{path}: the '{HEADER_KEY}' metadata has no 'format' field")
     if kind is not None and header["format"] != kind:
         found = header["format"]
-        noun = KIND_NOUNS.get(found, repr(found)) if isinstance(found, str) else repr(found)
+        noun = KIND_NOUNS.get(found, repr(found))
         raise FileFormatError(f"{path} is a {noun} ('{found}'), not a {what} ('{kind}')",
                               fix=f"give a {what}; `ssdd info {path.name}` shows what a file holds")
     return header, index
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _json(raw: bytes, path: Path, what: str):
+    """JSON that a hostile file cannot turn into a crash: deep nesting, huge integers, bad bytes."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError, TypeError):   # ValueError: also 5000-digit ints
+        raise FileFormatError(f"{path}: {what} is not valid JSON (or is nested or sized beyond reason)",
+                              fix="the file is damaged; copy or re-create it") from None
+
+
+def _constant(name: str) -> float:
+    return float(name)   # NaN / Infinity load as floats; the validators refuse them where numbers must be finite
 
 
 def load_tensors(path: str | os.PathLike, kind: str | None = None,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .checkpoint import load_checkpoint, save_checkpoint
+from .files import remove_stale_temps
 from .logging import MetricLogger
 from .loop import fit
 from .seed import get_rng_state, set_rng_state
@@ -136,10 +137,35 @@ def check_resumable(ckpt: Path, meta: dict, stage_name: str, config: dict, mutab
                         fix=f"resume with the checkpoint's settings (`{k}={a}`), or delete {ckpt.name} to start over")
 
 
+def _gpu_hint(seconds: float, device, hint: str, what: str) -> None:
+    """On a CPU, say so when a run will take hours: the presets in configs/ are sized for a GPU."""
+    if device is None or getattr(device, "type", str(device)) != "cpu" or seconds < 3600:
+        return
+    from .loop import format_seconds
+    print(f"note: {what} will take about {format_seconds(seconds)} on this CPU; the settings look sized for a "
+          f"GPU. {hint or 'Lower steps/epochs, or use a *_cpu.yaml preset from configs/.'}", flush=True)
+
+
+def refuse_foreign_output(out: Path, config: dict, mutable=()) -> None:
+    """An existing output made from another config is not silently replaced (the same config may be)."""
+    from .safefile import read_header
+    try:
+        header, _ = read_header(out)
+    except UserError:
+        header = {}
+    old = header.get("config")
+    diff = config_differences(old, config, mutable) if isinstance(old, dict) else [("config", "<unreadable>", "")]
+    if diff:
+        k, a, b = diff[0]
+        raise UserError(f"{out} exists and was made by another config ({k}={a!r}; this run: {k}={b!r})",
+                        fix="give another output=..., or pass --overwrite to replace it")
+
+
 def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: dict, resume: bool = False,
               stop_after: int | None = None, checkpoint_every: int = 0, log_every: int = 10, save_every: int = 0,
               tensorboard: bool = False, mutable=(), desc: str | None = None, what: str = "loss",
-              fix: str = "lower the learning rate", lines: bool = True, log_extra: dict | None = None) -> StageResult:
+              fix: str = "lower the learning rate", lines: bool = True, log_extra: dict | None = None,
+              device=None, cpu_hint: str = "", overwrite: bool = False) -> StageResult:
     """Run ``stage`` for ``steps`` steps (see the module docstring).
 
     output None keeps everything in memory (no checkpoint, no log file). stop_after: stop after
@@ -149,7 +175,12 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
     in_memory = output is None
     out = Path(output) if output is not None else None
     ckpt = checkpoint_path(out) if out is not None else None
+    if out is not None:   # temp files of a write that a kill interrupted (e.g. a 126 MB checkpoint)
+        for p in remove_stale_temps(out) + remove_stale_temps(ckpt):
+            print(f"removed {p.name}, left by an interrupted write", flush=True)
     start = 0
+    if out is not None and out.exists() and not resume and not overwrite:
+        refuse_foreign_output(out, config, mutable)
     if resume:
         if in_memory:
             raise UserError("--resume needs an output file (its checkpoint sits beside it)")
@@ -184,7 +215,9 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
                        out.parent / "tb" if tensorboard and not in_memory else None, append=resume)
     try:
         res = fit(stage.step, steps, start=start, stop=end, desc=desc or stage.name, what=what, fix=fix, log=log,
-                  log_every=log_every, on_step=on_step, lines=lines and not in_memory)
+                  log_every=log_every, on_step=on_step, lines=lines and not in_memory,
+                  estimate_after=0 if in_memory else min(5, max(1, (end - start) // 20)),
+                  on_estimate=lambda secs: _gpu_hint(secs, device, cpu_hint, desc or stage.name))
     finally:
         log.close()
     if end < steps:

@@ -41,9 +41,11 @@ class EvalReport:
 
 def load_targets(targets: list[TargetConfig], image_size: int, channels: int, device) -> dict[str, tuple]:
     """Each target's (train, test) ImageSets at ``image_size``, on ``device``."""
+    from ..data.sources import root_option
     out = {}
-    for t in targets:
-        train = load_dataset(t.name, t.root, t.train_split, image_size, device=device)
+    for i, t in enumerate(targets):
+        with root_option(f"--targets {t.name}:ROOT (or targets[{i}].root in the config)"):
+            train = load_dataset(t.name, t.root, t.train_split, image_size, device=device)
         if t.train_per_class:
             train = train.subset(label_subset(train.labels.cpu(), per_class=t.train_per_class, seed=0))
         test = load_dataset(t.name, t.root, t.test_split, image_size, device=device)
@@ -79,19 +81,18 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
     targets = targets or load_targets(cfg.targets, size, chans, device)
     rows = []
     for label, s in sets.items():
-        norm_src = s or ref
-        if norm_src is None:
-            first_train = next(iter(targets.values()))[0]
-            mean, std = first_train.mean, first_train.std
-        else:
-            mean, std = norm_src.mean, norm_src.std
         mat = s.materialize() if s is not None else None
         for seed in cfg.seeds:
-            seed_everything(seed)
-            model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=mean, std=std).to(device)
-            if mat is not None:
+            if s is not None:   # a model pre-trained on the set normalises with the set's source statistics
+                seed_everything(seed)
+                model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=s.mean,
+                                     std=s.std).to(device)
                 pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
             for tname, (train, test, tcfg) in targets.items():
+                if s is None:   # no pre-training: the same seeded network for every target, normalised with the
+                    seed_everything(seed)   # target's own statistics, so this row does not depend on its neighbours
+                    model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=train.mean,
+                                         std=train.std).to(device)
                 base = {"set": label, "arch": cfg.arch, "target": tname, "seed": seed}
                 if cfg.linear.enabled:
                     for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp).items():
@@ -109,7 +110,8 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
              f"over seeds. Pre-training: {cfg.pretrain.epochs} epochs; fine-tuning: "
              f"{'%d iterations' % cfg.finetune.iterations if cfg.finetune.enabled else 'off'}; linear probe: "
              f"{cfg.linear.solver + ' ' + str(cfg.linear.steps) + ' steps' if cfg.linear.enabled else 'off'}. "
-             f"Test accuracy (%) at the end of training, no checkpoint selection."]
+             f"Test accuracy (%) at the end of training, no checkpoint selection. Models pre-trained on a set "
+             f"normalise inputs with the set's source statistics; the no-pre-training network with each target's own."]
     if write:
         rep = write_report(cfg.output, rows, keys, "set", ("target", "metric"), "Evaluation", notes,
                            {"config": to_dict(cfg), "seconds": round(time.time() - t0, 1)})

@@ -117,6 +117,10 @@ class EvalConfig:
     output: str = "reports/eval"
 
     def validate(self):
+        from ..engine.device import amp_mode
+        from ..models import check_model
+        check_model(self.arch, "arch")
+        amp_mode(self.amp)
         if not self.targets:
             raise ConfigError("evaluation needs at least one target", fix="targets=[{name: cifar10, root: /data}]")
         if not self.seeds:

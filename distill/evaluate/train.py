@@ -5,7 +5,6 @@ test split before the end: there is no checkpoint selection on test accuracy.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

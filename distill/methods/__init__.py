@@ -4,5 +4,6 @@ from .base import METHODS, DistillContext, Method, get_method, method_config, re
 from .krr_st import krr_predict
 from .run import DistillConfig, DistillResult, MethodStage, run_distillation
 
-__all__ = ["METHODS", "DistillConfig", "DistillContext", "DistillResult", "MethodStage", "Method", "get_method", "krr_predict", "method_config",
+__all__ = ["METHODS", "DistillConfig", "DistillContext", "DistillResult", "MethodStage", "Method",
+           "get_method", "krr_predict", "method_config",
            "register_method", "run_distillation"]

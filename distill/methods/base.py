@@ -34,6 +34,7 @@ class DistillContext:
     seed: int = 0
     amp: str = "auto"
     class_conditional: bool = False
+    verbose: bool = False            # print what long setup phases do (off for in-memory runs)
 
     def initial_indices(self, generator: torch.Generator) -> torch.Tensor:
         """``budget`` source indices: class-balanced when class-conditional, else uniform."""
@@ -100,5 +101,6 @@ def method_config(method: type[Method], params: dict[str, Any]):
         return load_config(method.Config, extra=dict(params or {}))
     except ConfigError as e:
         valid = [f.name for f in dataclasses.fields(method.Config)]
+        unknown = "unknown config key" in e.what
         raise ConfigError(f"method '{method.name}': {e.what.replace('(in command-line options)', '(in params)')}",
-                          fix=f"valid params: {', '.join(valid) or '(none)'}") from None
+                          fix=f"valid params: {', '.join(valid) or '(none)'}" if unknown else e.fix) from None

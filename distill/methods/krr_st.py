@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..data.augment import CropFlip
 from ..distilled import DistilledSet
 from ..engine.device import autocast, channels_last
-from ..engine.loop import update
+from ..engine.loop import fit, update
 from ..engine.optim import linear_decay
 from ..errors import NumericalError
 from ..models import create_model
@@ -54,6 +54,10 @@ class Config:
     weight_decay: float = 0.0
     final_lr_ratio: float = 1e-3
     ridge: float = 1e-6               # lambda = ridge * trace(K_ss)
+
+    def validate(self):
+        from ..models import check_model
+        check_model(self.pool_arch, "params.pool_arch")
 
 
 def krr_predict(f_s: torch.Tensor, f_t: torch.Tensor, y_s: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
@@ -112,6 +116,7 @@ class KRRST(Method):
             out = m.head(out)
         loss = F.mse_loss(out.float(), self.y.detach())
         update(loss, opt)
+        return loss.detach()
 
     def _reinit(self, i: int) -> None:
         self.models[i], self.opts[i] = self._new_model()
@@ -135,10 +140,14 @@ class KRRST(Method):
             self.opts.append(o)
         self.ages = [0] * cfg.pool_size
         if fresh and cfg.pool_steps > 1:
-            for i in range(cfg.pool_size):
-                self.ages[i] = int(torch.randint(1, cfg.pool_steps, (1,), generator=self.gen))
-                for _ in range(self.ages[i]):
-                    self._pool_step(i)
+            self.ages = [int(torch.randint(1, cfg.pool_steps, (1,), generator=self.gen)) for _ in range(cfg.pool_size)]
+            plan = [i for i in range(cfg.pool_size) for _ in range(self.ages[i])]
+            if ctx.verbose:
+                print(f"  KRR-ST pool warm-up: {len(plan)} full-batch steps of {cfg.pool_arch} over {cfg.pool_size} "
+                      f"models (ages 1..{cfg.pool_steps - 1}, so the pool spans training stages)", flush=True)
+            fit(lambda j: self._pool_step(plan[j]), len(plan), desc="KRR-ST pool warm-up", what="pool model MSE",
+                fix="lower params.pool_lr", log_every=max(1, len(plan) // 20), lines=ctx.verbose,
+                estimate_after=min(10, len(plan)) if ctx.verbose else 0)
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A real batch (pixel space, augmented) and its teacher targets."""

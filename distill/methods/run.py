@@ -46,7 +46,8 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"                     # auto | bf16 | off
-    output: str | None = "runs/distill/set.safetensors"   # null: keep the set in memory (Python API)
+    # null: keep the set in memory (Python API); ${...} are other keys of this config
+    output: str | None = "runs/${data.name}/${method}_n${budget}.safetensors"
     checkpoint_every: int = 500           # steps; 0 = never
     save_every: int = 0                   # also write the set every k steps; 0 = only at the end
     log_every: int = 10
@@ -113,12 +114,14 @@ class MethodStage(Stage):
 
 
 def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int | None = None,
-                     teacher: Teacher | None = None, source=None, quiet: bool = False) -> DistillResult:
+                     teacher: Teacher | None = None, source=None, quiet: bool = False,
+                     overwrite: bool = False) -> DistillResult:
     """Distil as ``cfg`` says and write the set to ``cfg.output``.
 
     resume: continue from the checkpoint beside the output. stop_after: stop after this step,
     leaving a checkpoint (to split a long run). teacher / source: already-loaded objects to use
-    instead of ``cfg.teacher`` / ``cfg.data`` (the Python API).
+    instead of ``cfg.teacher`` / ``cfg.data`` (the Python API). overwrite: replace an existing
+    output that another config made (by default that is refused).
     """
     t0 = time.time()
     method_cls = get_method(cfg.method)
@@ -141,13 +144,18 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
                          seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional)
     stage = MethodStage(method_cls(params, ctx), cfg, teacher)
-    if not quiet and cfg.output:
+    verbose = not quiet and bool(cfg.output)
+    ctx.verbose = verbose
+    if verbose:
         print(f"distill: {cfg.method} on {src.name}/{src.split} ({len(src)} images), budget {cfg.budget}, "
               f"{steps} steps, device {device}, {describe_precision(device, cfg.amp)}", flush=True)
     res = run_stage(stage, steps, output=cfg.output or None, config=to_dict(cfg), resume=resume, stop_after=stop_after,
                     checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, save_every=cfg.save_every,
                     tensorboard=cfg.tensorboard, mutable=tuple("params." + k for k in method_cls.resume_mutable),
-                    desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets")
+                    desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets",
+                    device=device, overwrite=overwrite,
+                    cpu_hint=f"For a CPU run use a *_cpu.yaml preset (e.g. configs/krr_st/cifar100_cpu.yaml) or "
+                             f"lower steps= and params.* (see `ssdd distill --print-config`).")
     return DistillResult(res.record, res.path, res.steps, time.time() - t0, res.history)
 
 

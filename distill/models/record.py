@@ -44,22 +44,6 @@ class ModelRecord(Record):
         return str(self.meta["arch"])
 
     @property
-    def image_size(self) -> int:
-        return int(self.meta["image_size"])
-
-    @property
-    def channels(self) -> int:
-        return int(self.meta.get("channels", 3))
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return tuple(self.meta["mean"])
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return tuple(self.meta["std"])
-
-    @property
     def device(self) -> torch.device:
         return next(iter(self.model.buffers())).device
 

@@ -124,5 +124,18 @@ def create_model(name: str, out_dim: int = 0, image_size: int = 32, in_chans: in
     return Net(body, feature_dim, out_dim, in_chans, mean, std, name=name, image_size=int(image_size))
 
 
+def check_model(name: str, key: str = "arch", image_size: int = 32) -> None:
+    """Raise a ConfigError naming ``key`` unless ``name`` builds (on the meta device: no memory, no time)."""
+    from ..errors import ConfigError
+    try:
+        with torch.device("meta"):
+            create_model(name, image_size=image_size)
+    except UserError as e:
+        raise ConfigError(f"{key}: {e.what}", fix=e.fix) from None
+    except Exception as e:  # a builder that cannot parse its name
+        raise ConfigError(f"{key}: model '{name}' cannot be built ({type(e).__name__}: {e})",
+                          fix="see `ssdd models` for the names") from None
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

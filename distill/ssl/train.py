@@ -21,7 +21,7 @@ from ..engine.optim import build_optimizer, param_groups, warmup_cosine
 from ..engine.stage import Stage, run_stage
 from ..errors import ConfigError, UserError
 from ..evaluate.knn import knn_accuracy
-from ..models import create_model
+from ..models import check_model, create_model
 from .losses import barlow_twins_loss, nt_xent_loss, projector
 from .teacher import Teacher
 
@@ -73,7 +73,7 @@ class TeacherConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"                     # auto | bf16 | off (bf16 on CUDA and on CPUs with bf16 units)
-    output: str = "runs/teacher/teacher.safetensors"
+    output: str = "runs/${data.name}/teacher_${backbone}_${ssl}.safetensors"
     checkpoint_every: int = 10            # epochs; 0 = only at the end
     tensorboard: bool = False
 
@@ -86,6 +86,7 @@ class TeacherConfig:
         if not self.output.endswith(".safetensors"):
             raise ConfigError(f"output '{self.output}' must end in .safetensors")
         amp_mode(self.amp)
+        check_model(self.backbone, "backbone")
 
 
 @dataclass
@@ -183,7 +184,8 @@ class TeacherStage(Stage):
         return teacher
 
 
-def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | None = None) -> TeacherResult | None:
+def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | None = None,
+                  overwrite: bool = False) -> TeacherResult | None:
     """Train a self-supervised teacher as ``cfg`` says; write it to ``cfg.output``; return it.
 
     resume: continue from the checkpoint beside the output. stop_after: stop after this many
@@ -205,7 +207,9 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
                     stop_after=None if stop_after is None else stop_after * spe,
                     checkpoint_every=cfg.checkpoint_every * spe, log_every=spe, tensorboard=cfg.tensorboard,
                     mutable=TeacherStage.mutable, desc=f"{cfg.ssl} {cfg.backbone}", what=f"{cfg.ssl} loss",
-                    fix="lower lr or use a different optimizer")
+                    fix="lower lr or use a different optimizer", device=device, overwrite=overwrite,
+                    cpu_hint="For a CPU run use configs/teacher/<dataset>_cpu.yaml (SimCLR on a small ConvNet) or "
+                             "lower epochs= / backbone=.")
     if not res.finished:
         return None
     teacher = res.record
