@@ -133,6 +133,15 @@ def _friendly(e: OmegaConfBaseException, schema: type, where: str) -> ConfigErro
     return ConfigError(f"config error at '{key}' (in {where}): {first}")
 
 
+def resolved(cfg):
+    """``cfg`` with its ``${...}`` interpolations (e.g. in default output names) resolved: for configs
+    built in Python rather than through :func:`load_config`."""
+    try:
+        return OmegaConf.to_object(OmegaConf.structured(cfg))
+    except OmegaConfBaseException as e:
+        raise _friendly(e, type(cfg), "config") from None
+
+
 def to_dict(cfg) -> dict:
     """A plain dict of a config dataclass (for file headers and reports)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

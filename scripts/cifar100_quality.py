@@ -23,7 +23,7 @@ from distill.evaluate import NO_PRETRAIN, evaluate_sets
 from distill.evaluate.report import write_report
 from distill.methods import run_distillation
 from distill.ssl import Teacher, train_teacher
-from distill.ssl.train import checkpoint_path
+from distill.engine import checkpoint_path
 
 PRESETS = {
     "cpu": dict(teacher_backbone="convnet-32-64-128-bn", ssl="simclr", teacher_epochs=20, pool="convnet-32-64-128-bn",

@@ -94,7 +94,7 @@ def main():
     rows = []
 
     t_lin = linear_probe(teacher.model, probe_train, held, lin, args.seed)[1.0]
-    rows.append({"set": f"teacher itself ({teacher.meta.get('backbone')})", "val_linear": t_lin})
+    rows.append({"set": f"teacher itself ({teacher.arch})", "val_linear": t_lin})
     print(f"teacher linear probe on held-out train images: {t_lin:.2f}", flush=True)
 
     seed_everything(args.seed)

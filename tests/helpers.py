@@ -15,7 +15,7 @@ def tiny_teacher(arch: str = "convnet-d2-w16-bn", seed: int = 0, source=None) ->
     src = source if source is not None else load_dataset("sample")
     torch.manual_seed(seed)
     m = create_model(arch, out_dim=0, image_size=src.image_size, mean=src.mean, std=src.std)
-    return Teacher(m, {"backbone": arch, "image_size": src.image_size, "in_chans": src.channels,
+    return Teacher(m, {"arch": arch, "image_size": src.image_size, "channels": src.channels,
                        "mean": list(src.mean), "std": list(src.std), "source": src.name})
 
 

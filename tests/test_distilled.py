@@ -75,7 +75,7 @@ def test_truncated_and_corrupt_files_are_refused(tmp_path):
         DistilledSet.load(cut)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(struct.pack("<Q", 20) + b"{not json at all!!!}")
-    with pytest.raises(FileFormatError, match="not JSON"):
+    with pytest.raises(FileFormatError, match="not valid JSON"):
         DistilledSet.load(garbage)
     (tmp_path / "empty.safetensors").write_bytes(b"")
     with pytest.raises(FileFormatError, match="empty or truncated"):

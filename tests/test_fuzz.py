@@ -162,7 +162,65 @@ def test_info_on_bad_files_is_one_line_and_nonzero(tmp_path, originals):
 def test_special_paths_fail_at_once(tmp_path):
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)
-    for p, msg in [(fifo, "not a regular file"), (tmp_path, "is a folder"), ("/dev/zero", "not a regular file"),
+    for p, msg in [(fifo, "not a regular file"), (tmp_path, "is a directory"), ("/dev/zero", "not a regular file"),
                    (tmp_path / "none.safetensors", "no such file")]:
         r = CliRunner().invoke(cli, ["info", str(p)])
         assert r.exit_code == 2 and msg in r.output, (p, r.output)
+
+
+def _set_file(path, header_changes=None, **tensors):
+    meta = {"method": "x", "image_size": 4, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3}
+    base = dict(images=torch.rand(2, 3, 4, 4), targets=torch.randn(2, 3))
+    base.update(tensors)
+    base = {k: v for k, v in base.items() if v is not None}
+    header = {"format": "ssdd.distilled", "version": 1, **meta, **(header_changes or {})}
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in base.items()}, str(path), metadata={"ssdd": json.dumps(header)})
+    return path
+
+
+@pytest.mark.parametrize("case, header, tensors, message", [
+    ("num_classes string", {"num_classes": "ten"}, {}, "num_classes"),
+    ("num_classes list", {"num_classes": [10]}, {}, "num_classes"),
+    ("num_classes 10**30", {"num_classes": 10 ** 30}, {}, "num_classes"),
+    ("num_classes zero", {"num_classes": 0}, {}, "num_classes"),
+    ("num_classes bool", {"num_classes": True}, {}, "num_classes"),
+    ("mean NaN", {"mean": [float("nan")] * 3}, {}, "finite numbers"),
+    ("std inf", {"std": [float("inf")] * 3}, {}, "finite numbers"),
+    ("mean booleans", {"mean": [True, False, True]}, {}, "finite numbers"),
+    ("0-dim images", {}, {"images": torch.tensor(1.0)}, "4 dimensions"),
+    ("0-dim coefficients", {}, {"images": None, "image_bases": torch.rand(2, 3, 2, 2), "image_coeffs": torch.tensor(1.0)},
+     "2 dimensions"),
+    ("1-D soft labels", {}, {"soft_labels": torch.rand(2)}, "2 dimensions"),
+    ("0-dim soft labels", {}, {"soft_labels": torch.tensor(0.5)}, "2 dimensions"),
+    ("labels without num_classes", {}, {"labels": torch.tensor([0, 10 ** 9])}, "no 'num_classes'"),
+    ("huge factorised image size", {"image_size": 10 ** 12}, {"images": None, "image_bases": torch.rand(2, 3, 2, 2),
+                                                             "image_coeffs": torch.rand(2, 2)}, "image_size"),
+    ("factors overflowing to inf", {}, {"images": None, "image_bases": torch.full((2, 3, 4, 4), 1e38),
+                                       "image_coeffs": torch.full((2, 2), 1e38)}, "NaN or inf"),
+])
+def test_each_defect_found_by_the_fuzz_is_refused(tmp_path, case, header, tensors, message):
+    path = _set_file(tmp_path / "s.safetensors", header, **tensors)
+    with pytest.raises(UserError, match=message) as e:
+        DistilledSet.load(path)
+    assert str(path) in str(e.value)
+    r = CliRunner().invoke(cli, ["info", str(path)])
+    assert r.exit_code == 2 and str(path) in r.output.splitlines()[0] and "Traceback" not in r.output
+
+
+def test_hostile_json_in_the_header_is_refused(tmp_path):
+    good = _set_file(tmp_path / "g.safetensors").read_bytes()
+    for i, (old, new) in enumerate([('"x"', "[" * 100_000 + "]" * 100_000), ('"x"', "9" * 5000),
+                                    ('"data_offsets": [', '"data_offsets": ["a", ')]):
+        index, body = _split(good)
+        text = json.dumps(index)
+        if "data_offsets" in old:
+            text = text.replace(old, new, 1)
+        else:
+            index["__metadata__"]["ssdd"] = index["__metadata__"]["ssdd"].replace(old, new)
+            text = json.dumps(index)
+        p = tmp_path / f"h{i}.safetensors"
+        p.write_bytes(_join(text, body))
+        with pytest.raises(UserError) as e:
+            DistilledSet.load(p)
+        assert str(p) in str(e.value)

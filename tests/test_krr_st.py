@@ -54,7 +54,7 @@ def test_pool_semantics(legacy, monkeypatch):
     calls = {"pool": [0, 0], "reinit": [0, 0]}
     orig_step, orig_reinit = KRRST._pool_step, KRRST._reinit
     monkeypatch.setattr(KRRST, "_pool_step", lambda self, i: (calls["pool"].__setitem__(i, calls["pool"][i] + 1),
-                                                              orig_step(self, i)))
+                                                              orig_step(self, i))[1])
     monkeypatch.setattr(KRRST, "_reinit", lambda self, i: (calls["reinit"].__setitem__(i, calls["reinit"][i] + 1),
                                                            orig_reinit(self, i)))
     m.setup()

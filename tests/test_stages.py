@@ -94,6 +94,8 @@ def test_teacher_resume_refuses_other_epochs(tmp_path):
     train_teacher(_teacher_cfg(tmp_path), stop_after=1)
     with pytest.raises(UserError, match="epochs=2.*epochs=3"):
         train_teacher(_teacher_cfg(tmp_path, epochs=3), resume=True)
+    with pytest.raises(UserError, match="backbone='convnet-d2-w8-bn'.*backbone='convnet-d2-w16-bn'"):
+        train_teacher(_teacher_cfg(tmp_path, backbone="convnet-d2-w16-bn"), resume=True)
 
 
 def test_checkpoints_of_the_previous_release_still_resume(tmp_path):

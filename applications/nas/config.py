@@ -61,7 +61,7 @@ class NASConfig:
     num_archs: int = 10
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: str = "auto"                     # auto | bf16 | off
     output: str = "reports/nas"
 
     def validate(self):

@@ -38,7 +38,7 @@ class TransferConfig:
     no_pretrain_baseline: bool = True
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     device: str = "auto"
-    amp: bool = True
+    amp: str = "auto"                     # auto | bf16 | off
     output: str = "reports/transfer"
 
     def validate(self):

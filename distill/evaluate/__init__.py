@@ -79,6 +79,11 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
     size = ref.image_size if ref else 32
     chans = ref.channels if ref else 3
     targets = targets or load_targets(cfg.targets, size, chans, device)
+    if verbose:
+        from ..engine.device import describe_precision
+        print(f"evaluate: {len(sets)} set(s) x {len(cfg.seeds)} seed(s) x {len(targets)} target(s), protocol "
+              f"{cfg.protocol}, {cfg.arch}, pre-train {cfg.pretrain.epochs} epochs, device {device}, "
+              f"{describe_precision(device, cfg.amp)}", flush=True)
     rows = []
     for label, s in sets.items():
         mat = s.materialize() if s is not None else None
@@ -87,6 +92,8 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
                 seed_everything(seed)
                 model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=s.mean,
                                      std=s.std).to(device)
+                if verbose:
+                    print(f"  pre-training on [{label}] ({len(mat)} examples), seed {seed} ...", flush=True)
                 pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
             for tname, (train, test, tcfg) in targets.items():
                 if s is None:   # no pre-training: the same seeded network for every target, normalised with the

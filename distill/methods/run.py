@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import to_dict
+from ..config import resolved, to_dict
 from ..data import load_dataset
 from ..data.config import DataConfig
 from ..distilled import DistilledSet
@@ -47,7 +47,7 @@ class DistillConfig:
     device: str = "auto"
     amp: str = "auto"                     # auto | bf16 | off
     # null: keep the set in memory (Python API); ${...} are other keys of this config
-    output: str | None = "runs/${data.name}/${method}_n${budget}.safetensors"
+    output: str | None = "runs/${.data.name}/${.method}_n${.budget}.safetensors"
     checkpoint_every: int = 500           # steps; 0 = never
     save_every: int = 0                   # also write the set every k steps; 0 = only at the end
     log_every: int = 10
@@ -124,6 +124,7 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     output that another config made (by default that is refused).
     """
     t0 = time.time()
+    cfg = resolved(cfg)
     method_cls = get_method(cfg.method)
     params = method_config(method_cls, cfg.params)
     device = resolve_device(cfg.device)
@@ -154,8 +155,8 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
                     tensorboard=cfg.tensorboard, mutable=tuple("params." + k for k in method_cls.resume_mutable),
                     desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets",
                     device=device, overwrite=overwrite,
-                    cpu_hint=f"For a CPU run use a *_cpu.yaml preset (e.g. configs/krr_st/cifar100_cpu.yaml) or "
-                             f"lower steps= and params.* (see `ssdd distill --print-config`).")
+                    cpu_hint="For a CPU run use a *_cpu.yaml preset (e.g. configs/krr_st/cifar100_cpu.yaml) or "
+                             "lower steps= and params.* (see `ssdd distill --print-config`).")
     return DistillResult(res.record, res.path, res.steps, time.time() - t0, res.history)
 
 

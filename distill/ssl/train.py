@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import to_dict
+from ..config import resolved, to_dict
 from ..data import load_dataset
 from ..data.augment import SSLViews, ViewConfig
 from ..data.config import DataConfig
@@ -73,7 +73,7 @@ class TeacherConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"                     # auto | bf16 | off (bf16 on CUDA and on CPUs with bf16 units)
-    output: str = "runs/${data.name}/teacher_${backbone}_${ssl}.safetensors"
+    output: str = "runs/${.data.name}/teacher_${.backbone}_${.ssl}.safetensors"
     checkpoint_every: int = 10            # epochs; 0 = only at the end
     tensorboard: bool = False
 
@@ -192,6 +192,7 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
     epochs, leaving a checkpoint and returning None (to split a long run).
     """
     t0 = time.time()
+    cfg = resolved(cfg)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     d = cfg.data
