@@ -51,3 +51,14 @@ ssdd transfer -c configs/apps/transfer_cifar100.yaml \
   "archs=[convnet-32-64-128-bn, alexnet, vgg11, resnet10]" \
   "targets=[{name: cifar100, root: $DATA, train_per_class: 50, test_per_class: 20}]" pretrain.epochs=50 finetune.enabled=false \
   linear.enabled=true linear.steps=100 "seeds=[0]" output=reports/transfer_cpu
+
+# --- release of the engine (issue 10), 2026-11-25 -------------------------------------------------
+# the demo, and this release against release 0.1 on one machine (bit-for-bit check)
+ssdd demo -o reports/demo
+git worktree add /tmp/ssdd-0.1 860e55b
+PYTHONPATH=/tmp/ssdd-0.1 python scripts/release_equivalence.py /tmp/eq/old
+PYTHONPATH=$PWD python scripts/release_equivalence.py /tmp/eq/new
+python scripts/release_equivalence.py --compare /tmp/eq/old /tmp/eq/new
+# fp32 vs bf16 autocast on this CPU, and KRR-ST's outer backward (this release vs 0.1), interleaved
+python scripts/bench_amp.py --device cpu --repeats 7 --json docs/bench/amp.jsonl
+python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --compare-backward --json docs/bench/krrst_step.jsonl
