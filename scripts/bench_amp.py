@@ -10,7 +10,6 @@ and on CPUs with AMX / AVX512-BF16 units, fp32 elsewhere).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.engine.device import amp_dtype, autocast, describe_precision, machine_name, resolve_device
+from distill.engine.logging import emit_row
 from distill.models import create_model
 
 
@@ -61,10 +61,7 @@ def main():
            "bf16_over_fp32": round(med["bf16"] / med["fp32"], 3),
            "auto_picks": "bf16" if amp_dtype(device, "auto") is not None else "fp32",
            "auto_says": describe_precision(device, "auto"), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    print(json.dumps(res))
-    if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps(res) + "\n")
+    emit_row(res, args.json)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ GPU, process max RSS on the CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import time
@@ -31,6 +30,7 @@ from distill.engine import channels_last, resolve_device, seed_everything
 from distill.engine.device import describe_precision, machine_name
 from distill.methods import DistillContext
 from distill.methods.krr_st import KRRST, Config
+from distill.engine.logging import emit_row
 from distill.models import create_model
 from distill.ssl.teacher import Teacher
 
@@ -98,10 +98,7 @@ def main():
               if args.compare_backward else {}),
            "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    print(json.dumps(res))
-    if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps(res) + "\n")
+    emit_row(res, args.json)
 
 
 if __name__ == "__main__":

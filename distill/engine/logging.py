@@ -76,3 +76,14 @@ class MetricLogger:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def emit_row(row: dict, path: str | Path | None = None) -> dict:
+    """Print ``row`` as one JSON line and, with ``path``, append it to that JSONL file (the benchmark
+    scripts' output)."""
+    line = json.dumps(row)
+    print(line)
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    return row
