@@ -183,6 +183,9 @@ def run_continual(cfg: ContinualConfig, resume: bool = True) -> dict:
                             test_per_class=cfg.test_per_class)
     teacher = None if cfg.distill.teacher == "model" else Teacher.load(cfg.distill.teacher)
     out = Path(cfg.output)
+    print(f"continual: split {bench.name}, {bench.n_experiences} experiences, {len(cfg.buffers)} buffer(s) x "
+          f"{len(cfg.seeds)} seed(s), {cfg.arch}, {cfg.epochs} epoch(s) per experience, device "
+          f"{resolve_device(cfg.device)}; each run's result is printed when it ends", flush=True)
     runs, report = [], None
     for spec in progress(cfg.buffers, desc="buffers"):
         for seed in cfg.seeds:

@@ -59,6 +59,8 @@ def run_search(cfg: NASConfig) -> dict[str, SearchResult]:
     ref = next(iter(sets.values()))
     out = Path(cfg.output)
     results = {}
+    print(f"nas: {cfg.strategy} search, {cfg.trials} trials per proxy, proxies {', '.join(sets)}, space {cfg.space}",
+          flush=True)
     for label, s in sets.items():
         ev = ProxyEvaluator(cfg, label, s, fit, val)
         space = get_space(cfg.space)(image_size=ref.image_size, in_chans=ref.channels, **cfg.space_args)
@@ -97,6 +99,8 @@ def evaluate_proxy(cfg: NASConfig) -> dict:
     kw = dict(image_size=ref.image_size, in_chans=ref.channels, **cfg.space_args)
     archs = sample_architectures(cfg.space, cfg.num_archs, cfg.seed, **kw)
     gt = GroundTruth(cfg, train, test)
+    print(f"nas proxy quality: {len(archs)} architectures of {cfg.space}, ground truth + proxies {', '.join(sets)}; "
+          "a line per architecture as it ends", flush=True)
     rows = []
     evaluators = {label: ProxyEvaluator(cfg, label, s, fit, val) for label, s in sets.items()}
     for arch in progress(archs, desc="architectures"):
