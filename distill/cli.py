@@ -339,6 +339,29 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
 
 @cli.command()
 @_CONFIG_OPT
+@click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@click.option("--docs", "docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the tables into this Markdown file, between <!-- leaderboard:NAME --> markers")
+@_OVERRIDES
+def leaderboard(config_path, print_config, docs, overrides):
+    """Every method and baseline, made (or reused) and evaluated under each protocol with the same seeds;
+    tables, paired gains, a plot. Resumable cell by cell.  OVERRIDES: key=value ..."""
+    from .config import load_config, to_yaml
+    from .leaderboard import LeaderboardConfig, run_leaderboard, update_docs
+    cfg = load_config(LeaderboardConfig, config_path, overrides)
+    if print_config:
+        click.echo(to_yaml(cfg))
+        return
+    rep = run_leaderboard(cfg)
+    click.echo("\n" + rep["markdown"])
+    click.echo(f"wrote {rep['paths']['md']}, {rep['paths']['json'].name}, {rep['paths']['plot'].name} "
+               f"({rep['seconds']:.0f}s)")
+    if docs:
+        click.echo(f"updated {update_docs(docs, cfg.name, rep['markdown'])}")
+
+
+@cli.command()
+@_CONFIG_OPT
 @click.option("-o", "--output", default=None, help="report folder (default reports/demo)")
 @_OVERRIDES
 def demo(config_path, output, overrides):

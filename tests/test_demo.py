@@ -27,6 +27,12 @@ def test_every_shipped_config_loads(path):
         method_config(get_method(cfg.method), cfg.params)
     elif top == "eval":
         assert isinstance(load_eval_config(path), EvalConfig)
+    elif top == "leaderboard":
+        from distill.leaderboard import LeaderboardConfig
+        cfg = load_config(LeaderboardConfig, path)
+        for row in cfg.all_rows():   # every row's params are valid for its method
+            from distill.methods import get_method, method_config
+            method_config(get_method(row.method), row.params)
     elif top == "demo.yaml":
         from distill.demo import DemoConfig
         load_config(DemoConfig, path)

@@ -60,7 +60,7 @@ def test_pool_semantics(legacy, monkeypatch):
     m.setup()
     ages0 = list(m.ages)
     assert all(1 <= a < 4 for a in ages0) and calls["pool"] == ages0  # init: a random age in [1, T) per model
-    visits = [0, 0]
+    visits, legacy_steps, legacy_reinits = [0, 0], 0, [0, 0]
     orig_randint = torch.randint
     for s in range(20):
         before = list(m.ages)
@@ -68,19 +68,24 @@ def test_pool_semantics(legacy, monkeypatch):
         i = int(orig_randint(0, 2, (1,), generator=torch.Generator().set_state(state)))
         m.step(s)
         visits[i] += 1
-        # exactly one pool step per outer step, on the sampled model
-        assert sum(calls["pool"]) == sum(ages0) + s + 1
         if not legacy:
+            # exactly one pool step per outer step, on the sampled model
+            assert sum(calls["pool"]) == sum(ages0) + s + 1
             expect = 0 if before[i] + 1 >= 4 else before[i] + 1
             assert m.ages[i] == expect
         else:
-            assert m.ages[i] == before[i] + 1  # the counter is never reset
+            # the reference: a model with T steps serves once, then is renewed with no wasted step, and the
+            # counter never resets, so every later visit finds (and renews) a fresh network
+            aged = before[i] >= 4
+            legacy_steps += 0 if aged else 1
+            legacy_reinits[i] += 1 if aged else 0
+            assert sum(calls["pool"]) == sum(ages0) + legacy_steps
+            assert m.ages[i] == (before[i] if aged else before[i] + 1)
     for i in range(2):
-        if legacy:  # once a slot reaches T it is re-initialised at every visit
-            expected = max(0, ages0[i] + visits[i] - 4 + 1)
+        if legacy:
+            assert calls["reinit"][i] == legacy_reinits[i] and max(m.ages) <= 4
         else:  # re-initialised every T steps of its life
-            expected = (ages0[i] + visits[i]) // 4
-        assert calls["reinit"][i] == expected
+            assert calls["reinit"][i] == (ages0[i] + visits[i]) // 4
 
 
 def _cfg(tmp_path, name, **kw):

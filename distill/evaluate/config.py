@@ -49,7 +49,10 @@ class PretrainConfig:
     weight_decay: float = 1e-3
     schedule: str = "cosine"              # cosine | constant
     loss: str = "auto"                    # auto | mse | ce | kl
-    augment: bool = False
+    augment: bool = False                 # crop + flip (sets pre-trained by MSE / KL)
+    # labelled sets (CE), as the KRR-ST paper pre-trains its supervised "random" row: own lr and augmentation
+    ce_lr: float | None = 0.01            # null: as lr
+    ce_augment: str = "dsa"               # dsa | crop_flip | none
 
 
 @dataclasses.dataclass
@@ -127,6 +130,8 @@ class EvalConfig:
             raise ConfigError("evaluation needs at least one seed")
         if self.linear.solver not in ("lbfgs", "sgd"):
             raise ConfigError(f"linear.solver must be lbfgs or sgd, got '{self.linear.solver}'")
+        if self.pretrain.ce_augment not in ("dsa", "crop_flip", "none"):
+            raise ConfigError(f"pretrain.ce_augment must be dsa, crop_flip or none, got '{self.pretrain.ce_augment}'")
         if self.pretrain.loss not in ("auto", "mse", "ce", "kl"):
             raise ConfigError(f"pretrain.loss must be auto, mse, ce or kl, got '{self.pretrain.loss}'")
         if any(not 0 < f <= 1 for f in self.linear.label_fractions):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageSet, label_subset
-from ..data.augment import CropFlip
+from ..data.augment import DSA, CropFlip
 from ..distilled import Materialized
 from ..engine.device import autocast, full_precision
 from ..engine.loop import accuracy, epoch_batches, fit
@@ -53,12 +53,16 @@ def pretrain_on_set(model: Net, m: Materialized, cfg: PretrainConfig, device: to
     model.reset_head(out_dim)
     model.to(device).train()
     lr = cfg.lr if cfg.lr is not None else (m.lr if m.lr is not None else 0.1)
+    aug = CropFlip(x.shape[-1]) if cfg.augment else None
+    if kind == "ce":   # a labelled set: the supervised recipe of the KRR-ST paper's "random" row
+        lr = cfg.ce_lr if cfg.ce_lr is not None else lr
+        aug = {"dsa": lambda: DSA(x.shape[-1]), "crop_flip": lambda: CropFlip(x.shape[-1]),
+               "none": lambda: None}[cfg.ce_augment]()
     batches = epoch_batches(len(x), cfg.batch_size, device)
     spe = batches.steps_per_epoch
     total = spe * cfg.epochs
     opt = torch.optim.SGD(param_groups([model], cfg.weight_decay), lr=lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total) if cfg.schedule == "cosine" else (lambda s: 1.0))
-    aug = CropFlip(x.shape[-1]) if cfg.augment else None
 
     def step(i):
         idx = batches(i)

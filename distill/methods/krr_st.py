@@ -13,8 +13,9 @@ ridge regression on the synthetic pairs:
 AdamW updates X_s and Y_s (lr decays linearly to ``final_lr_ratio`` x). The sampled model then takes
 one full-batch MSE step on the detached (X_s, Y_s); after ``pool_steps`` such steps it is
 re-initialised and its counter reset (``legacy_pool_reset: true`` keeps the reference code's
-behaviour of never resetting the counter, so once a slot has aged it is a fresh random network at
-every visit). At the start every model is trained for a random number of steps in
+behaviour: a model serves its outer step with up to ``pool_steps`` steps, is re-initialised, and its
+counter is never reset, so once a slot has aged it is a fresh random network at every visit, with no
+SGD step spent on a model about to be discarded). At the start every model is trained for a random number of steps in
 [1, pool_steps) so the pool spans training stages.
 
 The images are optimised in normalised space (so the paper's learning rates apply unchanged) and
@@ -174,11 +175,16 @@ class KRRST(Method):
         # computed and thrown away (its own step below starts from zeroed gradients)
         update(loss, self.opt, self.sched, inputs=[self.x, self.y])
         # the pool model moves on by one step, and is renewed at the end of its life
-        self._pool_step(i)
-        self.ages[i] += 1
-        if self.ages[i] >= cfg.pool_steps:
+        if cfg.legacy_pool_reset and self.ages[i] >= cfg.pool_steps:
+            # the reference code: a model that has had its pool_steps steps serves one outer step, is then
+            # re-initialised without a wasted step, and its counter is never reset, so from then on every
+            # visit finds a fresh random network
             self._reinit(i)
-            if not cfg.legacy_pool_reset:
+        else:
+            self._pool_step(i)
+            self.ages[i] += 1
+            if not cfg.legacy_pool_reset and self.ages[i] >= cfg.pool_steps:
+                self._reinit(i)
                 self.ages[i] = 0
         return {"loss": loss.detach()}
 

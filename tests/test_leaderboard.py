@@ -1,0 +1,99 @@
+"""The leaderboard on the embedded sample: tiny budgets, one seed; resumable cell by cell; a newly
+registered method gets its row with no other change; the paired test against a closed form."""
+import math
+
+import pytest
+
+import distill.leaderboard as lb
+from distill.config import load_config
+from distill.leaderboard import LeaderboardConfig, paired_test, run_leaderboard, update_docs
+from distill.methods import METHODS
+from distill.methods.baselines import RandomSubset
+
+from .helpers import tiny_teacher
+
+
+def _cfg(tmp_path, **kw):
+    teacher = tmp_path / "teacher.safetensors"
+    if not teacher.exists():
+        tiny_teacher().save(teacher)
+    base = {"name": "t", "sources": [{"data": {"name": "sample"}, "teacher": str(teacher), "train_per_class": 10,
+                                      "budgets": [10]}],
+            "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "herding"}],
+            "full_source_epochs": 1, "arch": "convnet-d2-w8-bn",
+            "protocols": [{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}}],
+            "targets": [{"name": "sample", "train_per_class": 10, "test_per_class": 5}], "seeds": [0],
+            "output": str(tmp_path / "lb")}
+    base.update(kw)
+    return load_config(LeaderboardConfig, extra=base)
+
+
+def test_small_leaderboard_runs_and_reuses_finished_cells(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path)
+    calls = []
+    real = lb.evaluate_sets
+
+    def counting(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+    monkeypatch.setattr(lb, "evaluate_sets", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_leaderboard(cfg, log=lambda *_: None)
+    assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 2     # two cells were done before the kill
+    calls.clear()
+    monkeypatch.setattr(lb, "evaluate_sets", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    # 3 rows + full source + no pre-training = 5 cells; the restart evaluated only the 3 missing ones
+    assert len(calls) == 3 and len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 5
+    labels = {r["set"] for r in rep["rows"]}
+    assert {"random", "random_labelled", "herding", "no pre-training"} <= labels
+    assert any(x.startswith("full source (100)") for x in labels)
+    assert {(g["set"], g["baseline"]) for g in rep["gains"]} == {("herding", "random"), ("herding", "random_labelled")}
+    md = (tmp_path / "lb" / "results.md").read_text()
+    assert "protocol `mkdt`" in md and "| herding | random |" in md and "k-NN" in md
+    assert (tmp_path / "lb" / "leaderboard.png").stat().st_size > 0
+    calls.clear()   # a third run reuses every set and every cell
+    run_leaderboard(cfg, log=lambda *_: None)
+    assert calls == []
+
+
+def test_a_registered_method_gets_its_row_without_other_changes(tmp_path):
+    class Dummy(RandomSubset):
+        name = "dummy_for_test"
+    METHODS["dummy_for_test"] = Dummy
+    try:
+        cfg = _cfg(tmp_path, rows=[])
+        assert "dummy_for_test" in [r.method for r in cfg.all_rows()]
+        assert set(METHODS) == {r.method for r in cfg.all_rows()}
+    finally:
+        del METHODS["dummy_for_test"]
+
+
+def test_variants_and_config_errors(tmp_path):
+    from distill.errors import ConfigError
+    cfg = _cfg(tmp_path, variants=[{"label": "krr_st (legacy pool)", "method": "krr_st",
+                                    "params": {"legacy_pool_reset": True}}])
+    assert [lb.row_label(r) for r in cfg.all_rows()][-1] == "krr_st (legacy pool)"
+    with pytest.raises(ConfigError, match="share the label"):
+        _cfg(tmp_path, variants=[{"method": "random"}])
+    with pytest.raises(ConfigError, match="baselines"):
+        _cfg(tmp_path, baselines=["nope"])
+
+
+def test_paired_test_against_a_closed_form():
+    mean, sd, p = paired_test([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    # d = 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.464, df 2 -> p = 0.0742 (t-table)
+    assert mean == 2.0 and sd == 1.0 and math.isclose(p, 0.07418, abs_tol=1e-4)
+    assert paired_test([1.0], [0.0])[2] is None
+    assert lb.verdict(2.0, 0.07, 0.05) == "within noise" and lb.verdict(-1, 0.01, 0.05) == "**loses**"
+
+
+def test_docs_block_is_replaced_not_appended_twice(tmp_path):
+    doc = tmp_path / "B.md"
+    doc.write_text("# B\n\ntext\n")
+    update_docs(doc, "x", "| a |\n")
+    update_docs(doc, "x", "| b |\n")
+    text = doc.read_text()
+    assert text.count("<!-- leaderboard:x -->") == 1 and "| b |" in text and "| a |" not in text and "text" in text
