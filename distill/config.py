@@ -98,14 +98,29 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None,
     if bad:
         raise ConfigError(f"override '{bad[0]}' is not of the form key=value",
                           fix="write e.g. epochs=10 or data.root=/path/to/data")
-    if overrides:
-        layers.append(("overrides", OmegaConf.from_dotlist(list(overrides))))
+    # keys with a list index (sources.0.data.root=...) are set in place after the merge
+    indexed = [o for o in overrides if any(part.isdigit() for part in o.split("=", 1)[0].split("."))]
+    plain = [o for o in overrides if o not in indexed]
+    if plain:
+        layers.append(("overrides", OmegaConf.from_dotlist(plain)))
     cfg = OmegaConf.structured(schema)
     for where, layer in layers:
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
             raise _friendly(e, schema, where) from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config error (in {where}): {e}",
+                              fix="a list is set whole (key=[...]) or by index (key.0.field=...)") from None
+    for o in indexed:
+        key, value = o.split("=", 1)
+        try:
+            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                raise ConfigError(f"override '{o}': there is no '{key}' (the list may be shorter)",
+                                  fix="check the index; `--print-config` shows the lists")
+            OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"])["v"], merge=True)
+        except OmegaConfBaseException as e:
+            raise _friendly(e, schema, "overrides") from None
     try:
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:

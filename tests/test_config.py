@@ -89,3 +89,13 @@ def test_schemas_live_beside_their_code_and_the_old_names_still_work():
     from distill.methods.run import DistillConfig
     from distill.ssl.train import TeacherConfig
     assert c.EvalConfig is EvalConfig and c.DistillConfig is DistillConfig and c.TeacherConfig is TeacherConfig
+
+
+def test_list_items_can_be_overridden_by_index():
+    from distill.errors import ConfigError
+    from distill.leaderboard import LeaderboardConfig
+    cfg = load_config(LeaderboardConfig, "configs/leaderboard/cpu.yaml", ["sources.0.data.root=/x", "targets.0.root=/y",
+                                                                          "seeds=[0]"])
+    assert cfg.sources[0].data.root == "/x" and cfg.targets[0].root == "/y" and cfg.seeds == [0]
+    with pytest.raises(ConfigError, match="no 'sources.5.data.root'"):
+        load_config(LeaderboardConfig, "configs/leaderboard/cpu.yaml", ["sources.5.data.root=/x"])
