@@ -171,7 +171,11 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     return str(out), res.set
 
 
-def run_leaderboard(cfg: LeaderboardConfig, log=print) -> dict:
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
     """Make the sets, evaluate every cell (reusing finished ones), write the report; return it."""
     t0 = time.time()
     device = resolve_device(cfg.device)
