@@ -157,7 +157,7 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     out = folder / f"{_slug(row_label(row))}.safetensors"
     dcfg = DistillConfig(data=spec.data, teacher=spec.teacher or None, method=row.method, budget=budget,
                          class_conditional=row.class_conditional, steps=row.steps, seed=0, device=cfg.device,
-                         amp=cfg.amp, output=str(out), checkpoint_every=max(1, (row.steps or 0) // 10) or 500,
+                         amp=cfg.amp, output=str(out), checkpoint_every=max(1, (row.steps or 0) // 10),
                          params=dict(row.params))
     method_config(get_method(row.method), dcfg.params)
     if out.exists():

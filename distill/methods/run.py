@@ -142,11 +142,10 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
         teacher.to(device)
         teacher.check_images(src.channels, src.image_size, f"{src.name}/{src.split}")
     steps = method_cls.default_steps if cfg.steps is None else cfg.steps
-    ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
-                         seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional)
-    stage = MethodStage(method_cls(params, ctx), cfg, teacher)
     verbose = not quiet and bool(cfg.output)
-    ctx.verbose = verbose
+    ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
+                         seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional, verbose=verbose)
+    stage = MethodStage(method_cls(params, ctx), cfg, teacher)
     if verbose:
         print(f"distill: {cfg.method} on {src.name}/{src.split} ({len(src)} images), budget {cfg.budget}, "
               f"{steps} steps, device {device}, {describe_precision(device, cfg.amp)}", flush=True)
