@@ -270,6 +270,36 @@ def teacher(config_path, resume, print_config, overwrite, overrides):
     click.echo(f"wrote {res.path}: {res.teacher.describe()}{knn} ({res.seconds:.0f}s)")
 
 
+@cli.command()
+@_CONFIG_OPT
+@click.option("--worker", default=None, metavar="I/N",
+              help="train only the experts k with k % N == I (split a run over processes or GPUs)")
+@click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@_OVERRIDES
+def experts(config_path, worker, print_config, overrides):
+    """Train MKDT's expert trajectories (one file per expert; finished experts are skipped, an interrupted
+    one resumes).  OVERRIDES: key=value ..."""
+    from .config import load_config, to_yaml
+    from .experts import ExpertsConfig, train_experts
+    extra = {}
+    if worker:
+        try:
+            i, n = (int(v) for v in worker.split("/"))
+        except ValueError:
+            raise UserError(f"--worker '{worker}' is not I/N", fix="e.g. --worker 0/4 (the first of four workers)") from None
+        extra = {"worker": i, "workers": n}
+    cfg = load_config(ExpertsConfig, config_path, overrides, extra=extra or None)
+    if print_config:
+        click.echo(to_yaml(cfg))
+        return
+    res = train_experts(cfg)
+    if len(res.trained) + len(res.skipped) < len(res.paths):
+        click.echo(f"stopped; {len(res.trained)} experts trained, {len(res.skipped)} already there")
+        return
+    click.echo(f"experts in {Path(res.paths[0]).parent}: {len(res.trained)} trained, {len(res.skipped)} already there "
+               f"({res.seconds:.0f}s)")
+
+
 @cli.command("distill")
 @_CONFIG_OPT
 @click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
@@ -277,7 +307,7 @@ def teacher(config_path, resume, print_config, overwrite, overrides):
 @_OVERWRITE
 @_OVERRIDES
 def distill_cmd(config_path, resume, print_config, overwrite, overrides):
-    """Distil a dataset into a set file (krr_st, random, kcenter).  OVERRIDES: key=value ..."""
+    """Distil a dataset into a set file (any registered method: krr_st, mkdt, random, ...).  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
     from .distilled import human_bytes
     from .methods import DistillConfig, get_method, method_config, run_distillation

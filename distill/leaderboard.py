@@ -16,6 +16,7 @@ YAML (configs/leaderboard/*.yaml)::
         train_per_class: 500            # a class-balanced subset of the source (CPU presets)
         budgets: [100]
     rows: []                            # empty: one row per registered method
+        experts: {arch: convnet-32-64-128-in, experts: 4}   # MKDT's trajectories (made once, reused)
     method_params: {krr_st: {pool_arch: convnet-32-64-128-bn}}
     method_steps: {krr_st: 300}
     variants:                           # extra rows: a method plus params under its own label
@@ -71,6 +72,9 @@ class SourceSpec:
     teacher: str = ""                     # teacher file (ssdd teacher)
     train_per_class: int | None = None    # a seeded class-balanced subset of the source split
     budgets: list[int] = dataclasses.field(default_factory=lambda: [100])
+    # MKDT's expert trajectories for this source: keys of ExpertsConfig (arch, experts, epochs, ...); data,
+    # teacher and train_per_class come from the source. Empty: rows that need experts are skipped.
+    experts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -151,14 +155,35 @@ def _source(spec: SourceSpec, device):
     return src.to(device)
 
 
+def make_experts(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, folder: Path, log) -> str | None:
+    """The source's expert trajectories (``spec.experts``), made or finished when missing; their folder."""
+    if not spec.experts:
+        return None
+    from .experts import ExpertsConfig, train_experts
+    keys = {"device": cfg.device, "amp": cfg.amp, "output": str(folder), **spec.experts}
+    ecfg = load_config(ExpertsConfig, None, extra={"data": to_dict(spec.data), "teacher": spec.teacher,
+                                                   "train_per_class": spec.train_per_class, **keys})
+    res = train_experts(ecfg, source=src, teacher=teacher, quiet=False)
+    log(f"  experts: {len(res.skipped)} reused, {len(res.trained)} trained -> {ecfg.output}")
+    return ecfg.output
+
+
 def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpec, budget: int,
-             folder: Path, log) -> tuple[str, DistilledSet]:
-    """The row's set at ``budget``: reused when its file was made by the same config, else (re)made."""
+             folder: Path, log, experts: str | None = None) -> tuple[str | None, DistilledSet | None]:
+    """The row's set at ``budget``: reused when its file was made by the same config, else (re)made.
+    (None, None) for a row that needs expert trajectories the source does not have."""
     out = folder / f"{_slug(row_label(row))}.safetensors"
+    params = dict(row.params)
+    if get_method(row.method).uses_experts and not params.get("experts"):
+        if experts is None:
+            log(f"  skip {row_label(row)}: it needs expert trajectories; give this source `experts: {{experts: 4}}` "
+                "(or params.experts)")
+            return None, None
+        params["experts"] = experts
     dcfg = DistillConfig(data=spec.data, teacher=spec.teacher or None, method=row.method, budget=budget,
                          class_conditional=row.class_conditional, steps=row.steps, seed=0, device=cfg.device,
                          amp=cfg.amp, output=str(out), checkpoint_every=max(1, (row.steps or 0) // 10),
-                         params=dict(row.params))
+                         params=params)
     method_config(get_method(row.method), dcfg.params)
     if out.exists():
         header, _ = read_header(out)
@@ -187,22 +212,27 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
         teacher = Teacher.load(spec.teacher).to(device) if spec.teacher else None
         tinfo = (f"teacher {teacher.describe()}, k-NN top-1 {teacher.meta.get('knn_top1', '?')} %" if teacher
                  else "no teacher")
-        skey = f"{spec.data.name}-{_digest([to_dict(spec), teacher.id if teacher else None])}"
+        # the experts are not part of a source's identity: adding them keeps every finished set and cell
+        ident = {k: v for k, v in to_dict(spec).items() if k != "experts"}
+        skey = f"{spec.data.name}-{_digest([ident, teacher.id if teacher else None])}"
         log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
         targets = load_targets(cfg.targets, src.image_size, src.channels, device)
+        experts = make_experts(cfg, spec, src, teacher, out / "experts" / skey, log)
         for budget in spec.budgets:
             folder = out / "sets" / f"{skey}-n{budget}"
             sets: dict[str, tuple[str | None, DistilledSet | None, dict]] = {}
             for row in cfg.all_rows():
-                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log)
-                sets[row_label(row)] = (path, s, {"method": row.method})
+                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts)
+                if path is not None:
+                    sets[row_label(row)] = (path, s, {"method": row.method})
             if cfg.full_source:
                 row = RowSpec(method="random", label=FULL_SOURCE)
                 path, s = make_set(cfg, spec, src, teacher, row, len(src), out / "sets" / f"{skey}-full", log)
                 sets[f"{FULL_SOURCE} ({len(src)})"] = (path, s, {"method": "random", "full": True})
             if cfg.no_pretrain:
                 sets[NO_PRETRAIN] = (None, None, {"method": None})
-            group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src)}
+            group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
+                     "experts": _experts_info(experts)}
             info[f"{spec.data.name} N={budget}"] = {**group, "rows": {
                 label: {"seconds": s.meta.get("distill_seconds") if s is not None else None,
                         "image_equivalents": round(s.image_equivalents(), 1) if s is not None else None,
@@ -213,6 +243,18 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
                     for seed in cfg.seeds:
                         cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log))
     return write_leaderboard(cfg, cells, info, time.time() - t0)
+
+
+def _experts_info(folder: str | None) -> str:
+    if folder is None:
+        return ""
+    from .experts import expert_files
+    from .engine.safefile import read_header
+    heads = [read_header(f)[0] for f in expert_files(folder)]
+    h = heads[0]
+    secs = sum(x.get("train_seconds") or 0 for x in heads)
+    return (f"MKDT's {len(heads)} experts: {h.get('arch')}, {h.get('epochs')} epochs each, {secs:.0f} s to train "
+            "(not in the rows' distill time)")
 
 
 def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log) -> list[dict]:
@@ -226,7 +268,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
         return json.loads(file.read_text())["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
-    rows = [{**r, **{k: v for k, v in group.items() if k != "teacher"}, "protocol": p.name,
+    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts")}, "protocol": p.name,
              "method": extra.get("method")} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
@@ -300,7 +342,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             labels = list(dict.fromkeys(a["set"] for a in sub))
             cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
             md.append(f"### {group}, protocol `{p.name}`\n")
-            md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}.\n")
+            md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
+                      + (f"; {gi['experts']}" if gi.get("experts") else "") + ".\n")
             head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for label in labels:

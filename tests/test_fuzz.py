@@ -16,6 +16,7 @@ from distill.cli import cli
 from distill.distilled import DistilledSet
 from distill.engine import load_record, save_checkpoint
 from distill.errors import UserError
+from distill.experts import Trajectory
 from distill.models import create_model
 from distill.ssl import Teacher
 
@@ -111,6 +112,7 @@ def originals(tmp_path_factory):
         "classifier": Classifier(create_model(TINY, out_dim=10, image_size=32),
                                  {"arch": TINY, "num_classes": 10, "image_size": 32, "channels": 3, "mean": [0.5] * 3,
                                   "std": [0.25] * 3}).save(d / "clf.safetensors"),
+        "trajectory": _trajectory().save(d / "traj.safetensors"),
         "checkpoint": save_checkpoint(d / "ck.safetensors", {"stage": {"x": torch.ones(3), "opt": {"state": {0: {}}}},
                                                              "step": 2, "rng": (1, 2.5, None)},
                                       meta={"stage": "distill/krr_st", "config": {"budget": 6}}),
@@ -118,7 +120,17 @@ def originals(tmp_path_factory):
     return {k: v.read_bytes() for k, v in files.items()}
 
 
-LOADERS = {"set": DistilledSet.load, "factorised": DistilledSet.load, "teacher": Teacher.load,
+def _trajectory() -> Trajectory:
+    m = create_model("convnet-d1-w2-in", out_dim=3, image_size=8)
+    names = [n for n, _ in m.named_parameters()]
+    shapes = [list(p.shape) for _, p in m.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+    return Trajectory(torch.stack([flat, flat * 0.5, flat * 0.25]),
+                      {"arch": "convnet-d1-w2-in", "out_dim": 3, "image_size": 8, "channels": 3, "mean": [0.5] * 3,
+                       "std": [0.25] * 3, "names": names, "shapes": shapes, "epochs": 2, "expert": 0})
+
+
+LOADERS = {"trajectory": Trajectory.load, "set": DistilledSet.load, "factorised": DistilledSet.load, "teacher": Teacher.load,
            "classifier": Classifier.load, "checkpoint": load_record}
 
 

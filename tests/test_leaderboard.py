@@ -97,3 +97,21 @@ def test_docs_block_is_replaced_not_appended_twice(tmp_path):
     update_docs(doc, "x", "| b |\n")
     text = doc.read_text()
     assert text.count("<!-- leaderboard:x -->") == 1 and "| b |" in text and "| a |" not in text and "text" in text
+
+
+def test_rows_that_need_experts_run_when_the_source_has_them_and_are_skipped_otherwise(tmp_path):
+    rows = [{"method": "random"}, {"method": "random_labelled"}, {"method": "high_loss"},
+            {"method": "mkdt", "steps": 2, "params": {"syn_steps": 2, "batch_syn": 5, "max_start_epoch": 1,
+                                                      "expert_epochs": 1, "lr_images": 10.0}}]
+    said = []
+    rep = run_leaderboard(_cfg(tmp_path, rows=rows, full_source=False, no_pretrain=False), log=said.append)
+    assert {r["set"] for r in rep["rows"]} == {"random", "random_labelled"}
+    assert any("skip mkdt" in s and "experts" in s for s in said)
+    cfg = _cfg(tmp_path, rows=rows, full_source=False, no_pretrain=False)
+    cfg.sources[0].experts = {"arch": "convnet-d2-w8-in", "experts": 2, "epochs": 2, "batch_size": 16}
+    rep = run_leaderboard(cfg, log=said.append)
+    assert {r["set"] for r in rep["rows"]} == {"random", "random_labelled", "high_loss", "mkdt"}
+    assert len(list((tmp_path / "lb" / "experts").rglob("expert_*.safetensors"))) == 2
+    mk = [r for r in rep["rows"] if r["set"] == "mkdt"]
+    assert mk and all(math.isfinite(r["acc"]) for r in mk)
+    assert "MKDT's 2 experts" in (tmp_path / "lb" / "results.md").read_text()

@@ -15,10 +15,11 @@ from .helpers import small_npz, small_source, tiny_teacher
 STEPS = 4
 
 
-def _distill_cfg(folder, method, **kw):
+def _distill_cfg(folder, method, extra_params=None, **kw):
     steps = STEPS if METHODS[method].default_steps else 0
+    params = {**METHODS[method].tiny_params, **(extra_params or {})}
     base = dict(data=DataConfig(name="sample"), method=method, budget=10, steps=steps, seed=3, checkpoint_every=1,
-                log_every=1, params=dict(METHODS[method].tiny_params), output=str(folder / f"{method}.safetensors"))
+                log_every=1, params=params, output=str(folder / f"{method}.safetensors"))
     base.update(kw)
     return DistillConfig(**base)
 
@@ -45,8 +46,9 @@ def _same_tensors(a, b):
 def test_every_method_resumes_bit_identically(tmp_path, method):
     src, teacher = small_source(6), None
     teacher = tiny_teacher(source=src)
-    full = run_distillation(_distill_cfg(tmp_path / "full", method), teacher=teacher, source=src)
-    split = _distill_cfg(tmp_path / "split", method)
+    extra = METHODS[method].tiny_setup(tmp_path, src, teacher)   # files the method reads (MKDT's experts)
+    full = run_distillation(_distill_cfg(tmp_path / "full", method, extra), teacher=teacher, source=src)
+    split = _distill_cfg(tmp_path / "split", method, extra)
     stop = 2 if split.steps else 0
     part = run_distillation(split, teacher=teacher, source=src, stop_after=stop)
     if split.steps:   # a method with steps leaves a checkpoint and no set

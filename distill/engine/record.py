@@ -171,8 +171,16 @@ def validate_image_spec(meta: dict, where: str, required: bool = True) -> None:
         raise FileFormatError(f"{where}: header 'std' must be positive")
 
 
+#: the modules that define the toolkit's record kinds (imported on demand by :func:`load_record`)
+RECORD_MODULES = ("distill.distilled", "distill.ssl.teacher", "distill.classifier", "distill.experts",
+                  "distill.engine.checkpoint")
+
+
 def load_record(path: str | os.PathLike, device="cpu") -> Record:
     """Open a file of any registered kind."""
+    import importlib
+    for name in RECORD_MODULES:
+        importlib.import_module(name)
     header, _ = read_header(path)
     kind = header.get("format")
     cls = RECORD_KINDS.get(kind) if isinstance(kind, str) else None

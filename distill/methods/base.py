@@ -59,10 +59,17 @@ class Method:
     #: ``params`` for a run of seconds on a few dozen images (the resume contract test runs every
     #: registered method with them)
     tiny_params: dict = {}
+    #: reads expert trajectories through ``params.experts`` (MKDT, high_loss); the leaderboard fills it in
+    uses_experts: bool = False
 
     def __init__(self, cfg, ctx: DistillContext):
         self.cfg = cfg
         self.ctx = ctx
+
+    @classmethod
+    def tiny_setup(cls, folder, source, teacher) -> dict:
+        """Extra ``params`` for a tiny run on ``source`` (files the method reads, made in ``folder``)."""
+        return {}
 
     def setup(self, fresh: bool = True) -> None:
         """Build the initial state; ``fresh=False`` when a checkpoint will be loaded right after."""
