@@ -155,6 +155,13 @@ def _source(spec: SourceSpec, device):
     return src.to(device)
 
 
+def source_key(spec: SourceSpec, teacher) -> str:
+    """The folder name of a source's sets: its data, subset and teacher. The experts are not part of it,
+    so adding them to a source keeps every finished set and cell."""
+    ident = {k: v for k, v in to_dict(spec).items() if k != "experts"}
+    return f"{spec.data.name}-{_digest([ident, teacher.id if teacher else None])}"
+
+
 def make_experts(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, folder: Path, log) -> str | None:
     """The source's expert trajectories (``spec.experts``), made or finished when missing; their folder."""
     if not spec.experts:
@@ -212,9 +219,7 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
         teacher = Teacher.load(spec.teacher).to(device) if spec.teacher else None
         tinfo = (f"teacher {teacher.describe()}, k-NN top-1 {teacher.meta.get('knn_top1', '?')} %" if teacher
                  else "no teacher")
-        # the experts are not part of a source's identity: adding them keeps every finished set and cell
-        ident = {k: v for k, v in to_dict(spec).items() if k != "experts"}
-        skey = f"{spec.data.name}-{_digest([ident, teacher.id if teacher else None])}"
+        skey = source_key(spec, teacher)
         log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
         targets = load_targets(cfg.targets, src.image_size, src.channels, device)
         experts = make_experts(cfg, spec, src, teacher, out / "experts" / skey, log)
