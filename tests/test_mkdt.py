@@ -249,3 +249,22 @@ def test_info_reads_a_trajectory_in_a_fresh_process(experts):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "expert trajectory #0" in out.stdout and "3 epochs" in out.stdout
+
+
+def test_cli_experts_then_distill_with_the_sample_presets(tmp_path):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    teacher = tmp_path / "teacher.safetensors"
+    tiny_teacher().save(teacher)
+    r = CliRunner().invoke(cli, ["experts", "-c", "configs/mkdt/experts_sample.yaml", f"teacher={teacher}", "experts=1",
+                                 "epochs=3", "arch=convnet-d2-w8-in", f"output={tmp_path / 'ex'}"])
+    assert r.exit_code == 0, r.output
+    assert "1 trained" in r.output and (tmp_path / "ex" / "expert_000.safetensors").exists()
+    r = CliRunner().invoke(cli, ["experts", "-c", "configs/mkdt/experts_sample.yaml", "--worker", "2of3"])
+    assert r.exit_code == 2 and "I/N" in r.output
+    r = CliRunner().invoke(cli, ["distill", "-c", "configs/mkdt/sample.yaml", f"teacher={teacher}", "budget=10", "steps=2",
+                                 f"params.experts={tmp_path / 'ex'}", "params.syn_steps=2", "params.batch_syn=5",
+                                 f"output={tmp_path / 'mkdt.safetensors'}"])
+    assert r.exit_code == 0, r.output
+    assert DistilledSet.load(tmp_path / "mkdt.safetensors").lr is not None
