@@ -372,8 +372,11 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
 @click.option("--print-config", is_flag=True, help="print the merged config and exit")
 @click.option("--docs", "docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also write the tables into this Markdown file, between <!-- leaderboard:NAME --> markers")
+@click.option("--summary", "summary", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write a one-table summary (means + paired verdicts) into this Markdown file, between "
+                   "<!-- leaderboard:NAME:summary --> markers (e.g. README.md)")
 @_OVERRIDES
-def leaderboard(config_path, print_config, docs, overrides):
+def leaderboard(config_path, print_config, docs, summary, overrides):
     """Every method and baseline, made (or reused) and evaluated under each protocol with the same seeds;
     tables, paired gains, a plot. Resumable cell by cell.  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
@@ -388,6 +391,8 @@ def leaderboard(config_path, print_config, docs, overrides):
                f"({rep['seconds']:.0f}s)")
     if docs:
         click.echo(f"updated {update_docs(docs, cfg.name, rep['markdown'])}")
+    if summary:
+        click.echo(f"updated {update_docs(summary, cfg.name + ':summary', rep['summary'])}")
 
 
 @cli.command()

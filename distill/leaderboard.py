@@ -373,12 +373,48 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                         md.append(f"| {label} | {base} | " + " | ".join(vals) + " |")
                 md.append("")
     text = "\n".join(md) + "\n"
+    summary = summary_markdown(cfg, agg, g)
     plot = _plot(cfg, agg, out / "leaderboard.png")
     paths = {"md": write_text(out / "results.md", f"# Leaderboard {cfg.name}\n\n" + text + f"\n![plot]({plot.name})\n"),
              "json": write_json(out / "results.json", {"rows": rows, "aggregate": agg, "gains": g, "info": info,
                                                       "config": to_dict(cfg), "seconds": round(seconds, 1)}),
              "plot": plot}
-    return {"markdown": text, "rows": rows, "gains": g, "aggregate": agg, "paths": paths, "seconds": seconds}
+    return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "aggregate": agg, "paths": paths,
+            "seconds": seconds}
+
+
+_MARK = {"**beats**": "+", "**loses**": "−", "within noise": "=", "one seed: no test": "?"}
+
+
+def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> str:
+    """One compact table per source x budget: each row's mean under every (protocol, target, metric),
+    with its paired verdict against each baseline (+ beats, − loses, = within noise)."""
+    base_short = {b: "".join(w[0] for w in b.split("_")) for b in cfg.baselines}
+    out = []
+    for src, n in dict.fromkeys((a["source"], a["budget"]) for a in agg):
+        sub = [a for a in agg if (a["source"], a["budget"]) == (src, n)]
+        cols = list(dict.fromkeys((a["protocol"], a["target"], a["metric"]) for a in sub))
+        cell = {(a["set"], a["protocol"], a["target"], a["metric"]): a for a in sub}
+        verdicts = {(x["set"], x["baseline"], x["protocol"], x["target"], x["metric"]): _MARK.get(x["verdict"], "?")
+                    for x in g if (x["source"], x["budget"]) == (src, n)}
+        out.append(f"**{src}, N = {n}** (test top-1 %, mean of {len(cfg.seeds)} seeds; after each number its paired "
+                   "verdict against " + ", ".join(f"`{b}` ({k})" for b, k in base_short.items())
+                   + ": + beats, − loses, = within noise, p < " + f"{cfg.alpha})\n")
+        head = ["set"] + [f"{p} {t} {m}" for p, t, m in cols]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label in dict.fromkeys(a["set"] for a in sub):
+            vals = []
+            for p, t, m in cols:
+                a = cell.get((label, p, t, m))
+                if a is None:
+                    vals.append("–")
+                    continue
+                marks = " ".join(f"{k}{verdicts[(label, b, p, t, m)]}" for b, k in base_short.items()
+                                 if (label, b, p, t, m) in verdicts)
+                vals.append(f"{a['mean']:.2f}" + (f" ({marks})" if marks else ""))
+            lines.append("| " + " | ".join([label] + vals) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def _plot(cfg, agg, path: Path) -> Path:
@@ -413,4 +449,4 @@ def update_docs(doc: str | Path, name: str, markdown: str) -> Path:
 
 
 __all__ = ["LeaderboardConfig", "ProtocolSpec", "RowSpec", "SourceSpec", "gains", "paired_test", "run_leaderboard",
-           "update_docs"]
+           "summary_markdown", "update_docs"]

@@ -9,4 +9,4 @@ if [ ! -f runs/cifar10/teacher_cpu.safetensors ]; then
   if [ -f runs/cifar10/teacher_cpu.ckpt.safetensors ]; then R=--resume; else R=; fi
   $BIN/ssdd teacher -c configs/teacher/cifar10_cpu.yaml data.root=data epochs=10 $R || exit 1
 fi
-$BIN/ssdd leaderboard -c configs/leaderboard/cpu.yaml --docs docs/BENCHMARKS.md
+$BIN/ssdd leaderboard -c configs/leaderboard/cpu.yaml --docs docs/BENCHMARKS.md --summary README.md

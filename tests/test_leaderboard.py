@@ -54,6 +54,9 @@ def test_small_leaderboard_runs_and_reuses_finished_cells(tmp_path, monkeypatch)
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "protocol `mkdt`" in md and "| herding | random |" in md and "k-NN" in md
     assert (tmp_path / "lb" / "leaderboard.png").stat().st_size > 0
+    summ = rep["summary"]            # the compact table: a mean and a verdict mark per baseline
+    assert "| herding |" in summ and "(r" in summ and "rl" in summ
+    assert "r?" in summ            # one seed: no paired test, said so
     calls.clear()   # a third run reuses every set and every cell
     run_leaderboard(cfg, log=lambda *_: None)
     assert calls == []
