@@ -330,7 +330,7 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
 
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
     out = Path(cfg.output)
-    md = [f"## Leaderboard `{cfg.name}`\n",
+    md = [f"### Leaderboard `{cfg.name}`\n",
           f"Architecture `{cfg.arch}`; seeds {list(cfg.seeds)} (the same for every row); test top-1 (%), mean ± "
           f"sample std over seeds; no checkpoint selection. Gains are paired by seed (two-sided paired t-test, "
           f"alpha {cfg.alpha}); \"within noise\" means the test does not separate them. Sets are made once "
@@ -346,7 +346,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             cols = list(dict.fromkeys((a["target"], a["metric"]) for a in sub))
             labels = list(dict.fromkeys(a["set"] for a in sub))
             cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
-            md.append(f"### {group}, protocol `{p.name}`\n")
+            md.append(f"#### {group}, protocol `{p.name}`\n")
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
                       + (f"; {gi['experts']}" if gi.get("experts") else "") + ".\n")
             head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
