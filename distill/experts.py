@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from .config import resolved, to_dict
-from .data import ImageSet, label_subset, load_dataset
+from .data import ImageSet, load_source
 from .data.config import DataConfig
 from .engine import channels_last, resolve_device, seed_everything
 from .engine.device import autocast
 from .engine.loop import epoch_batches, update
 from .engine.record import Record, register_record
-from .engine.stage import Stage, run_stage
+from .engine.stage import Stage, checkpoint_path, config_differences, run_stage
 from .errors import ConfigError, DataError, FileFormatError, UserError
 from .models import check_model, create_model
 from .ssl.teacher import Teacher
@@ -269,14 +269,6 @@ class ExpertStage(Stage):
         return Trajectory(params, meta).validate("expert trajectory")
 
 
-def experts_source(cfg: ExpertsConfig, device) -> ImageSet:
-    d = cfg.data
-    src = load_dataset(d.name, d.root, d.split, d.image_size, download=d.download, cache=d.cache)
-    if cfg.train_per_class:
-        src = src.subset(label_subset(src.labels.cpu(), per_class=cfg.train_per_class, seed=0))
-    return src.to(device)
-
-
 @dataclasses.dataclass
 class ExpertsResult:
     paths: list[Path]          # every expert file of this worker, trained now or before
@@ -294,7 +286,7 @@ def train_experts(cfg: ExpertsConfig, resume: bool = True, stop_after: int | Non
     t0 = time.time()
     cfg = resolved(cfg)
     device = resolve_device(cfg.device)
-    src = (source if source is not None else experts_source(cfg, device)).to(device)
+    src = (source if source is not None else load_source(cfg.data, cfg.train_per_class, device)).to(device)
     teacher = (teacher if teacher is not None else Teacher.load(cfg.teacher)).to(device)
     teacher.check_images(src.channels, src.image_size, f"{src.name}/{src.split}")
     mine = [k for k in range(cfg.experts) if k % cfg.workers == cfg.worker]
@@ -310,7 +302,6 @@ def train_experts(cfg: ExpertsConfig, resume: bool = True, stop_after: int | Non
                 done = Trajectory.load(out)
             except UserError:
                 done = None
-            from .engine.stage import config_differences
             if done is not None and not config_differences(done.meta.get("config"), config, mutable):
                 skipped.append(k)
                 continue
@@ -318,7 +309,6 @@ def train_experts(cfg: ExpertsConfig, resume: bool = True, stop_after: int | Non
             if not quiet:
                 print(f"experts: teacher representations of {src.name}/{src.split} ({len(src)} images)", flush=True)
             targets = teacher.represent_cached(src)
-        from .engine.stage import checkpoint_path
         ckpt = checkpoint_path(out)
         seed_everything(cfg.seed + k)
         stage = ExpertStage(cfg, k, src, targets, teacher, device)
@@ -351,10 +341,18 @@ def expert_files(where: str | Path) -> list[Path]:
     return files
 
 
-def load_experts(where: str | Path, src: ImageSet | None = None, teacher: Teacher | None = None) -> list[Trajectory]:
+def load_experts(where: str | Path, src: ImageSet | None = None, teacher: Teacher | None = None,
+                 keep_epochs: int | None = None) -> list[Trajectory]:
     """Every trajectory at ``where``, checked against each other and (when given) against the source
-    and teacher being distilled: same images in the same order, same teacher."""
-    trajs = [Trajectory.load(f) for f in expert_files(where)]
+    and teacher being distilled: same images in the same order, same teacher. ``keep_epochs``: keep
+    only epochs 0..keep_epochs of each in memory (files are read one at a time, so 100 experts of
+    20 epochs never sit in memory at once); the header still describes the whole file."""
+    trajs = []
+    for f in expert_files(where):
+        t = Trajectory.load(f)
+        if keep_epochs is not None and keep_epochs < t.epochs:
+            t.params = t.params[: keep_epochs + 1].clone()
+        trajs.append(t)
     first = trajs[0].meta
     for t, f in zip(trajs, expert_files(where)):
         for key in ("arch", "out_dim", "epochs", "names", "shapes", "source_fingerprint", "teacher"):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_config, to_dict
-from .data import label_subset, load_dataset
+from .data import load_source
 from .data.config import DataConfig
 from .distilled import DistilledSet
 from .engine import resolve_device
@@ -148,11 +148,7 @@ def eval_config(cfg: LeaderboardConfig, p: ProtocolSpec, seed: int) -> EvalConfi
 
 
 def _source(spec: SourceSpec, device):
-    d = spec.data
-    src = load_dataset(d.name, d.root, d.split, d.image_size, download=d.download, cache=d.cache)
-    if spec.train_per_class:
-        src = src.subset(label_subset(src.labels.cpu(), per_class=spec.train_per_class, seed=0))
-    return src.to(device)
+    return load_source(spec.data, spec.train_per_class, device)
 
 
 def source_key(spec: SourceSpec, teacher) -> str:

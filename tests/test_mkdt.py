@@ -150,6 +150,8 @@ def test_expert_trajectories_hold_every_epoch_and_validate(experts):
     assert t.num_params == sum(p.numel() for p in model.parameters())
     assert not torch.equal(trajs[0].at(0), trajs[1].at(0))                   # experts start apart
     assert t.meta["losses"][-1] < t.meta["losses"][0]                        # and learn
+    cut = load_experts(cfg.output, keep_epochs=1)                           # only the epochs a run reads
+    assert cut[0].params.shape[0] == 2 and torch.equal(cut[0].params, t.params[:2]) and cut[0].epochs == cfg.epochs
     again = train_experts(cfg, source=src, teacher=teacher, quiet=True)     # finished experts are skipped
     assert again.trained == [] and again.skipped == [0, 1]
 

@@ -21,6 +21,7 @@ from .subsets import balanced_indices, label_subset
 
 __all__ = [
     "ImageSet",
+    "load_source",
     "NORMALIZATION",
     "SOURCES",
     "balanced_indices",
@@ -90,3 +91,13 @@ def load_dataset(name: str, root: str | Path | None = None, split: str = "train"
 def with_normalization(ds: ImageSet, mean, std) -> ImageSet:
     """The same images, labelled with another normalisation (e.g. the source's, for a target set)."""
     return replace(ds, mean=tuple(mean), std=tuple(std))
+
+
+def load_source(data, train_per_class: int | None = None, device="cpu") -> ImageSet:
+    """The dataset a ``data:`` section (:class:`~distill.data.config.DataConfig`) names, cut to a seeded
+    class-balanced subset of ``train_per_class`` images per class when given (seed 0: every job that
+    names the same subset gets the same images in the same order), on ``device``."""
+    src = load_dataset(data.name, data.root, data.split, data.image_size, download=data.download, cache=data.cache)
+    if train_per_class:
+        src = src.subset(label_subset(src.labels.cpu(), per_class=train_per_class, seed=0))
+    return src.to(device)

@@ -209,12 +209,13 @@ class _UsesExperts:
 
     uses_experts = True
 
-    def trajectories(self):
+    def trajectories(self, keep_epochs: int):
+        """The experts, with epochs 0..keep_epochs of each in memory."""
         from ..experts import load_experts
         if not self.cfg.experts:
             raise ConfigError(f"method '{self.name}' needs expert trajectories",
                               fix="set params.experts to the output folder of `ssdd experts`")
-        return load_experts(self.cfg.experts, self.ctx.source, self.ctx.teacher)
+        return load_experts(self.cfg.experts, self.ctx.source, self.ctx.teacher, keep_epochs=keep_epochs)
 
     def high_loss_indices(self, trajs, epoch: int) -> torch.Tensor:
         ctx = self.ctx
@@ -246,7 +247,7 @@ class HighLoss(_UsesExperts, _Subset):
     Config = HighLossConfig
 
     def select(self) -> torch.Tensor:
-        return self.high_loss_indices(self.trajectories(), self.cfg.high_loss_epoch)
+        return self.high_loss_indices(self.trajectories(self.cfg.high_loss_epoch), self.cfg.high_loss_epoch)
 
 
 @register_method
@@ -265,13 +266,13 @@ class MKDT(_UsesExperts, Method):
 
     def setup(self, fresh: bool = True) -> None:
         cfg, ctx = self.cfg, self.ctx
-        trajs = self.trajectories()
+        # the epochs an iteration can read (and the high-loss epoch); the rest of each trajectory is never loaded
         last = cfg.max_start_epoch - 1 + cfg.expert_epochs
+        trajs = self.trajectories(max(last, cfg.high_loss_epoch))
         if last > trajs[0].epochs:
             raise ConfigError(f"max_start_epoch {cfg.max_start_epoch} + expert_epochs {cfg.expert_epochs} reach epoch "
                               f"{last}, but the experts have {trajs[0].epochs} epochs",
                               fix="lower max_start_epoch / expert_epochs, or train longer experts")
-        # the epochs an iteration can use, of every expert (the rest of each trajectory is never read)
         self.rows = torch.stack([t.params[: last + 1] for t in trajs])      # K x (last + 1) x P, stored dtype
         self.fp = FlatParams(trajs[0].template(ctx.device).train())
         if cfg.init == "high_loss":
