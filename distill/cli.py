@@ -300,6 +300,48 @@ def experts(config_path, worker, print_config, overrides):
                f"({res.seconds:.0f}s)")
 
 
+@cli.command()
+@_CONFIG_OPT
+@click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
+@click.option("--print-config", is_flag=True, help="print the merged config and exit")
+@_OVERWRITE
+@_OVERRIDES
+def squeeze(config_path, resume, print_config, overwrite, overrides):
+    """SC-DD's squeeze: a linear classifier on the frozen teacher backbone (BatchNorm statistics untouched),
+    written as a classifier file with its source-test accuracy.  OVERRIDES: key=value ..."""
+    from .config import load_config, to_yaml
+    from .squeeze import SqueezeConfig, run_squeeze
+    cfg = load_config(SqueezeConfig, config_path, overrides)
+    if print_config:
+        click.echo(to_yaml(cfg))
+        return
+    res = run_squeeze(cfg, resume=resume, overwrite=overwrite)
+    if res.record is None:
+        click.echo(f"stopped at step {res.steps}; checkpoint {res.path}")
+        return
+    m = res.record.meta
+    test = f", test top-1 {m['test_acc']:.2f}% on {m['source']}/{m['test_split']}" if "test_acc" in m else ""
+    click.echo(f"wrote {res.path}: linear head on {res.record.arch} ({m['num_classes']} classes), train top-1 "
+               f"{m['train_acc']:.2f}%{test} ({res.seconds:.0f}s)")
+
+
+@cli.command()
+@click.argument("parts", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the merged set file")
+def merge(parts, output):
+    """Join the PARTS that an SC-DD run split over workers wrote (params.workers=N, params.worker=I)
+    into the one set a single process writes."""
+    from .distilled import DistilledSet, human_bytes
+    from .methods.scdd import merge_parts
+    if not str(output).endswith(".safetensors"):
+        raise UserError(f"output '{output}' must end in .safetensors")
+    sets = [DistilledSet.load(p) for p in parts]
+    merged = merge_parts(sets, [str(p) for p in parts]).validate("merged set")
+    merged.save(output)
+    click.echo(f"wrote {output}: {len(merged)} images from {len(parts)} parts ({human_bytes(merged.storage_bytes())})")
+
+
 @cli.command("distill")
 @_CONFIG_OPT
 @click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")

@@ -24,7 +24,10 @@ def test_every_shipped_config_loads(path):
     elif top == "mkdt" and rel.name.startswith("experts_"):
         from distill.experts import ExpertsConfig
         load_config(ExpertsConfig, path)
-    elif top in ("krr_st", "random", "kcenter", "mkdt"):
+    elif top == "scdd" and rel.name.startswith("squeeze_"):
+        from distill.squeeze import SqueezeConfig
+        load_config(SqueezeConfig, path)
+    elif top in ("krr_st", "random", "kcenter", "mkdt", "scdd"):
         from distill.methods import get_method, method_config
         cfg = load_config(DistillConfig, path)
         method_config(get_method(cfg.method), cfg.params)

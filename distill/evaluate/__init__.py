@@ -15,16 +15,18 @@ from .config import EvalConfig, TargetConfig, list_protocols, load_eval_config
 from ..data import label_subset, load_dataset
 from ..distilled import DistilledSet
 from ..engine import resolve_device, seed_everything
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models import create_model
 from .knn import knn_accuracy
+from .relabel import RelabelConfig, relabel_train
 from .report import aggregate, pivot_markdown, write_report
 from .train import (accuracy, extract_features, finetune, fit_linear, linear_probe, pretrain_on_set, set_loss,
                     train_classifier)
 
 NO_PRETRAIN = "no pre-training"
 
-__all__ = ["EvalConfig", "EvalReport", "NO_PRETRAIN", "TargetConfig", "accuracy", "list_protocols", "load_eval_config",
+__all__ = ["EvalConfig", "EvalReport", "RelabelConfig", "relabel_train",
+           "NO_PRETRAIN", "TargetConfig", "accuracy", "list_protocols", "load_eval_config",
            "set_loss", "train_classifier", "aggregate", "evaluate_files", "evaluate_sets",
            "extract_features", "finetune", "fit_linear", "knn_accuracy", "linear_probe", "load_targets",
            "pivot_markdown", "pretrain_on_set", "write_report"]
@@ -82,10 +84,16 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
     if verbose:
         from ..engine.device import describe_precision
         print(f"evaluate: {len(sets)} set(s) x {len(cfg.seeds)} seed(s) x {len(targets)} target(s), protocol "
-              f"{cfg.protocol}, {cfg.arch}, pre-train {cfg.pretrain.epochs} epochs, device {device}, "
+              f"{cfg.protocol}, {cfg.arch}, "
+              f"{'relabel %d epochs' % cfg.relabel.epochs if cfg.relabel.enabled else 'pre-train %d epochs' % cfg.pretrain.epochs}"
+              f", device {device}, "
               f"{describe_precision(device, cfg.amp)}", flush=True)
     rows = []
+    if cfg.relabel.enabled:
+        rows = relabel_rows(sets, cfg, targets, device, verbose)
     for label, s in sets.items():
+        if cfg.relabel.enabled:
+            break
         mat = s.materialize() if s is not None else None
         for seed in cfg.seeds:
             if s is not None:   # a model pre-trained on the set normalises with the set's source statistics
@@ -113,7 +121,8 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
                     if verbose:
                         print(f"  {label:<24} seed {seed} {tname:<10} {'finetune':<12} {acc:6.2f}")
     keys = ("set", "arch", "target", "metric")
-    notes = [f"Protocol `{cfg.protocol}`, architecture `{cfg.arch}`, seeds {list(cfg.seeds)}; mean ± sample std "
+    notes = [relabel_note(cfg)] if cfg.relabel.enabled else [
+             f"Protocol `{cfg.protocol}`, architecture `{cfg.arch}`, seeds {list(cfg.seeds)}; mean ± sample std "
              f"over seeds. Pre-training: {cfg.pretrain.epochs} epochs; fine-tuning: "
              f"{'%d iterations' % cfg.finetune.iterations if cfg.finetune.enabled else 'off'}; linear probe: "
              f"{cfg.linear.solver + ' ' + str(cfg.linear.steps) + ' steps' if cfg.linear.enabled else 'off'}. "
@@ -125,6 +134,61 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
         return EvalReport(rows, rep["table"], rep["aggregate"], rep["paths"], time.time() - t0)
     agg = aggregate(rows, keys)
     return EvalReport(rows, pivot_markdown(agg, "set", ("target", "metric")), agg, {}, time.time() - t0)
+
+
+def relabel_teacher(cfg: EvalConfig, s: DistilledSet, label: str):
+    """The relabel teacher of set ``s``: ``relabel.classifier``, else the classifier its header names."""
+    from ..classifier import Classifier
+    path = cfg.relabel.classifier or s.meta.get("classifier")
+    needed = "teacher" in cfg.relabel.labels or ("stored" in cfg.relabel.labels and s.soft_labels is None)
+    if not path:
+        if not needed:
+            return None
+        raise ConfigError(f"set '{label}' names no classifier to relabel with",
+                          fix="set relabel.classifier=path/to/classifier.safetensors (made by `ssdd squeeze`)")
+    return Classifier.load(path)
+
+
+def relabel_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bool) -> list[dict]:
+    """SC-DD's protocol: per set, seed, target and labelling, a student from scratch (see evaluate.relabel)."""
+    rows = []
+    for label, s in sets.items():
+        if s is None:      # "no pre-training" has no images to train on
+            continue
+        clf = relabel_teacher(cfg, s, label)
+        for seed in cfg.seeds:
+            for tname, (train, test, tcfg) in targets.items():
+                if clf is not None and clf.num_classes != test.num_classes:
+                    raise DataError(f"the relabel teacher has {clf.num_classes} classes, target '{tname}' has "
+                                    f"{test.num_classes}", fix="relabel with a classifier squeezed on that source")
+                if s.labels is not None and int(s.labels.max()) >= test.num_classes:
+                    raise DataError(f"set '{label}' has labels up to {int(s.labels.max())}, target '{tname}' has "
+                                    f"{test.num_classes} classes", fix="evaluate a set on its own source")
+                for kind in cfg.relabel.labels:
+                    if kind == "hard" and s.labels is None:
+                        continue
+                    seed_everything(seed)
+                    student = create_model(cfg.arch, out_dim=test.num_classes, image_size=s.image_size,
+                                           in_chans=s.channels, mean=s.mean, std=s.std).to(device)
+                    acc = relabel_train(student, s.images, clf.model if clf is not None else None, kind, cfg.relabel,
+                                        test, labels=s.labels, soft_labels=s.soft_labels, amp=cfg.amp,
+                                        desc=f"relabel [{label}] {kind} seed {seed}")
+                    rows.append({"set": label, "arch": cfg.arch, "target": tname, "seed": seed,
+                                 "metric": f"relabel:{kind}", "acc": acc})
+                    if verbose:
+                        print(f"  {label:<24} seed {seed} {tname:<10} {'relabel:' + kind:<16} {acc:6.2f}", flush=True)
+    return rows
+
+
+def relabel_note(cfg: EvalConfig) -> str:
+    r = cfg.relabel
+    mixing = f"cutmix {r.cutmix:g}" if r.cutmix > 0 else f"mixup {r.mixup:g}" if r.mixup > 0 else "no mixing"
+    return (f"Protocol `{cfg.protocol}` (SC-DD relabel): `{cfg.arch}` students from scratch, {r.epochs} epochs, "
+            f"batch {r.batch_size}, AdamW lr {r.lr:g} wd {r.weight_decay:g} cosine to 0, "
+            f"{'crop + flip, ' if r.augment else ''}{mixing}; `relabel:teacher` = KL at T = {r.temperature:g} to the "
+            f"relabel teacher on each augmented batch, `relabel:stored` = KL to stored soft labels (no teacher while "
+            f"training), `relabel:hard` = CE on class labels. Seeds {list(cfg.seeds)}; mean ± sample std; test top-1 "
+            f"(%) at the end of training, no checkpoint selection.")
 
 
 def evaluate_files(paths: list[str | Path], cfg: EvalConfig, **kw) -> EvalReport:

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from ..config import load_config, load_yaml_chain
 from ..errors import ConfigError
+from .relabel import RelabelConfig
 
 PROTOCOL_DIR = Path(__file__).resolve().parent / "protocols"
 
@@ -97,11 +98,13 @@ class TargetConfig:
 
 @dataclasses.dataclass
 class EvalConfig:
-    """``ssdd evaluate``: pre-train on each set, then fine-tune and/or linear-probe on each target.
+    """``ssdd evaluate``: pre-train on each set, then fine-tune and/or linear-probe on each target;
+    or, with ``relabel.enabled`` (protocol ``scdd``), train a student from scratch on each set's images
+    with soft labels and test it on each target's test split (the set's source).
 
     YAML (configs/eval/*.yaml)::
 
-        protocol: mkdt                 # a registered preset: krrst, mkdt (list_protocols())
+        protocol: mkdt                 # a registered preset: krrst, mkdt, scdd (list_protocols())
         arch: convnet-128-256-512-bn
         targets: [{name: cifar100, root: /data}]
         seeds: [0, 1, 2]
@@ -113,6 +116,7 @@ class EvalConfig:
     pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
     linear: LinearConfig = dataclasses.field(default_factory=LinearConfig)
+    relabel: RelabelConfig = dataclasses.field(default_factory=RelabelConfig)   # on: SC-DD's protocol instead
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
     no_pretrain_baseline: bool = True     # also report a randomly initialised model
     device: str = "auto"
@@ -136,6 +140,7 @@ class EvalConfig:
             raise ConfigError(f"pretrain.loss must be auto, mse, ce or kl, got '{self.pretrain.loss}'")
         if any(not 0 < f <= 1 for f in self.linear.label_fractions):
             raise ConfigError("linear.label_fractions must lie in (0, 1]")
+        self.relabel.validate()
 
 
 def load_eval_config(path=None, overrides: Sequence[str] = (), protocol: str | None = None,

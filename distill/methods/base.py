@@ -71,6 +71,10 @@ class Method:
         """Extra ``params`` for a tiny run on ``source`` (files the method reads, made in ``folder``)."""
         return {}
 
+    def total_steps(self) -> int:
+        """How many stage steps the run takes (default: ``steps``; SC-DD: batches x iterations)."""
+        return self.ctx.steps
+
     def setup(self, fresh: bool = True) -> None:
         """Build the initial state; ``fresh=False`` when a checkpoint will be loaded right after."""
 

@@ -133,11 +133,11 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     src = source if source is not None else load_dataset(d.name, d.root, d.split, d.image_size,
                                                          download=d.download, cache=d.cache)
     src = src.to(device)
-    if teacher is None and method_cls.needs_teacher:
-        if not cfg.teacher:
-            raise ConfigError(f"method '{cfg.method}' needs a teacher", fix="pass teacher=path/to/teacher.safetensors "
-                                                                            "(made by `ssdd teacher`)")
+    if teacher is None and cfg.teacher:
         teacher = Teacher.load(cfg.teacher)
+    if teacher is None and method_cls.needs_teacher:
+        raise ConfigError(f"method '{cfg.method}' needs a teacher", fix="pass teacher=path/to/teacher.safetensors "
+                                                                        "(made by `ssdd teacher`)")
     if teacher is not None:
         teacher.to(device)
         teacher.check_images(src.channels, src.image_size, f"{src.name}/{src.split}")
@@ -146,10 +146,12 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
                          seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional, verbose=verbose)
     stage = MethodStage(method_cls(params, ctx), cfg, teacher)
+    total = stage.method.total_steps()
     if verbose:
         print(f"distill: {cfg.method} on {src.name}/{src.split} ({len(src)} images), budget {cfg.budget}, "
-              f"{steps} steps, device {device}, {describe_precision(device, cfg.amp)}", flush=True)
-    res = run_stage(stage, steps, output=cfg.output or None, config=to_dict(cfg), resume=resume, stop_after=stop_after,
+              f"{steps} steps{f' ({total} in all)' if total != steps else ''}, device {device}, "
+              f"{describe_precision(device, cfg.amp)}", flush=True)
+    res = run_stage(stage, total, output=cfg.output or None, config=to_dict(cfg), resume=resume, stop_after=stop_after,
                     checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, save_every=cfg.save_every,
                     tensorboard=cfg.tensorboard, mutable=tuple("params." + k for k in method_cls.resume_mutable),
                     desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets",
