@@ -75,6 +75,10 @@ class SourceSpec:
     # MKDT's expert trajectories for this source: keys of ExpertsConfig (arch, experts, epochs, ...); data,
     # teacher and train_per_class come from the source. Empty: rows that need experts are skipped.
     experts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # SC-DD's classifier (the recover model and the relabel teacher of the `scdd` protocol): a file made by
+    # `ssdd squeeze`, or `squeeze:` keys of SqueezeConfig (epochs, lr, ...) to make it here from the teacher
+    classifier: str = ""
+    squeeze: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -152,9 +156,9 @@ def _source(spec: SourceSpec, device):
 
 
 def source_key(spec: SourceSpec, teacher) -> str:
-    """The folder name of a source's sets: its data, subset and teacher. The experts are not part of it,
-    so adding them to a source keeps every finished set and cell."""
-    ident = {k: v for k, v in to_dict(spec).items() if k != "experts"}
+    """The folder name of a source's sets: its data, subset and teacher. The experts and the classifier are
+    not part of it, so adding them to a source keeps every finished set and cell."""
+    ident = {k: v for k, v in to_dict(spec).items() if k not in ("experts", "classifier", "squeeze")}
     return f"{spec.data.name}-{_digest([ident, teacher.id if teacher else None])}"
 
 
@@ -171,8 +175,31 @@ def make_experts(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, folder:
     return ecfg.output
 
 
+def make_classifier(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, path: Path, log) -> str | None:
+    """The source's SC-DD classifier: ``spec.classifier``, or squeezed from the teacher (``spec.squeeze``)
+    when its file is missing or was made by another config; None when the source has neither."""
+    if spec.classifier:
+        return spec.classifier
+    if not spec.squeeze:
+        return None
+    from .squeeze import SqueezeConfig, run_squeeze
+    scfg = load_config(SqueezeConfig, None, extra={"data": to_dict(spec.data), "teacher": spec.teacher,
+                                                   "train_per_class": spec.train_per_class, "device": cfg.device,
+                                                   "amp": cfg.amp, "output": str(path), **spec.squeeze})
+    if path.exists():
+        header, _ = read_header(path)
+        if isinstance(header.get("config"), dict) and not config_differences(header["config"], to_dict(scfg)):
+            log(f"  reuse {path}")
+            return str(path)
+    log(f"  squeeze a linear head on the teacher -> {path}")
+    res = run_squeeze(scfg, resume=checkpoint_path(path).exists(), source=src, teacher=teacher, overwrite=True)
+    log(f"  classifier: train top-1 {res.record.meta['train_acc']:.2f} %")
+    return str(path)
+
+
 def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpec, budget: int,
-             folder: Path, log, experts: str | None = None) -> tuple[str | None, DistilledSet | None]:
+             folder: Path, log, experts: str | None = None,
+             classifier: str | None = None) -> tuple[str | None, DistilledSet | None]:
     """The row's set at ``budget``: reused when its file was made by the same config, else (re)made.
     (None, None) for a row that needs expert trajectories the source does not have."""
     out = folder / f"{_slug(row_label(row))}.safetensors"
@@ -183,6 +210,8 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
                 "(or params.experts)")
             return None, None
         params["experts"] = experts
+    if get_method(row.method).uses_classifier and not params.get("classifier") and classifier:
+        params["classifier"] = classifier
     dcfg = DistillConfig(data=spec.data, teacher=spec.teacher or None, method=row.method, budget=budget,
                          class_conditional=row.class_conditional, steps=row.steps, seed=0, device=cfg.device,
                          amp=cfg.amp, output=str(out), checkpoint_every=max(1, (row.steps or 0) // 10),
@@ -219,11 +248,12 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
         log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
         targets = load_targets(cfg.targets, src.image_size, src.channels, device)
         experts = make_experts(cfg, spec, src, teacher, out / "experts" / skey, log)
+        classifier = make_classifier(cfg, spec, src, teacher, out / "classifiers" / f"{skey}.safetensors", log)
         for budget in spec.budgets:
             folder = out / "sets" / f"{skey}-n{budget}"
             sets: dict[str, tuple[str | None, DistilledSet | None, dict]] = {}
             for row in cfg.all_rows():
-                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts)
+                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier)
                 if path is not None:
                     sets[row_label(row)] = (path, s, {"method": row.method})
             if cfg.full_source:
@@ -233,7 +263,7 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
             if cfg.no_pretrain:
                 sets[NO_PRETRAIN] = (None, None, {"method": None})
             group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
-                     "experts": _experts_info(experts)}
+                     "experts": _experts_info(experts), "classifier": _classifier_info(classifier)}
             info[f"{spec.data.name} N={budget}"] = {**group, "rows": {
                 label: {"seconds": s.meta.get("distill_seconds") if s is not None else None,
                         "image_equivalents": round(s.image_equivalents(), 1) if s is not None else None,
@@ -242,7 +272,7 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
             for p in cfg.protocols:
                 for label, (path, s, extra) in sets.items():
                     for seed in cfg.seeds:
-                        cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log))
+                        cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier))
     return write_leaderboard(cfg, cells, info, time.time() - t0)
 
 
@@ -258,8 +288,23 @@ def _experts_info(folder: str | None) -> str:
             "(not in the rows' distill time)")
 
 
-def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log) -> list[dict]:
+def _classifier_info(path: str | None) -> str:
+    if path is None:
+        return ""
+    h, _ = read_header(path)
+    test = f", test top-1 {h['test_acc']} % on {h.get('test_split')}" if "test_acc" in h else ""
+    return (f"SC-DD classifier: linear head on the frozen {h.get('arch')} ({h.get('epochs', '?')} epochs), "
+            f"train top-1 {h.get('train_acc', '?')} %{test}")
+
+
+def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
+          classifier: str | None = None) -> list[dict]:
     ecfg = eval_config(cfg, p, seed)
+    if ecfg.relabel.enabled:
+        if s is None:                # nothing to train a student on
+            return []
+        if not ecfg.relabel.classifier:
+            ecfg.relabel.classifier = classifier
     if extra.get("full") and cfg.full_source_epochs:
         ecfg.pretrain.epochs = cfg.full_source_epochs
     set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
@@ -269,7 +314,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
         return json.loads(file.read_text())["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
-    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts")}, "protocol": p.name,
+    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier")}, "protocol": p.name,
              "method": extra.get("method")} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
@@ -344,7 +389,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
             md.append(f"#### {group}, protocol `{p.name}`\n")
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
-                      + (f"; {gi['experts']}" if gi.get("experts") else "") + ".\n")
+                      + (f"; {gi['experts']}" if gi.get("experts") else "")
+                      + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
             head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for label in labels:

@@ -118,3 +118,21 @@ def test_rows_that_need_experts_run_when_the_source_has_them_and_are_skipped_oth
     mk = [r for r in rep["rows"] if r["set"] == "mkdt"]
     assert mk and all(math.isfinite(r["acc"]) for r in mk)
     assert "MKDT's 2 experts" in (tmp_path / "lb" / "results.md").read_text()
+
+
+def test_scdd_rows_and_protocol_get_the_sources_classifier(tmp_path):
+    """A source with `squeeze:` makes its classifier once; the scdd row recovers with it and the `scdd`
+    protocol relabels every row with it (hard labels only where a set has labels)."""
+    cfg = _cfg(tmp_path, rows=[{"method": "scdd", "steps": 3, "params": {"lr": 0.1}}, {"method": "random_labelled"}],
+               baselines=["random_labelled"], full_source=False, no_pretrain=False,
+               protocols=[{"name": "scdd", "overrides": {"arch": "convnet-d2-w8-bn", "relabel": {"epochs": 1}}}])
+    cfg.sources[0].squeeze = {"epochs": 2}
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    clf = list((tmp_path / "lb" / "classifiers").glob("*.safetensors"))
+    assert len(clf) == 1
+    from distill.distilled import DistilledSet
+    scdd = DistilledSet.load(next((tmp_path / "lb" / "sets").rglob("scdd.safetensors")))
+    assert scdd.meta["config"]["params"]["classifier"] == str(clf[0])
+    metrics = {(r["set"], r["metric"]) for r in rep["rows"]}
+    assert metrics == {(s, f"relabel:{k}") for s in ("scdd", "random_labelled") for k in ("teacher", "stored", "hard")}
+    assert "SC-DD classifier" in (tmp_path / "lb" / "results.md").read_text()

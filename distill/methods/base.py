@@ -61,6 +61,8 @@ class Method:
     tiny_params: dict = {}
     #: reads expert trajectories through ``params.experts`` (MKDT, high_loss); the leaderboard fills it in
     uses_experts: bool = False
+    #: reads an SC-DD classifier through ``params.classifier`` (scdd); the leaderboard fills it in
+    uses_classifier: bool = False
 
     def __init__(self, cfg, ctx: DistillContext):
         self.cfg = cfg

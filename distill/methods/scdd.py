@@ -120,6 +120,7 @@ class SCDD(Method):
     Config = Config
     default_steps = 1000
     needs_teacher = False                 # with params.classifier set, no teacher is read
+    uses_classifier = True
     tiny_params = {"class_batch": 5, "squeeze_epochs": 2, "lr": 0.1}
     resume_mutable = ()
 
