@@ -207,3 +207,47 @@ def test_scdd_protocol_rows(tmp_path):
     assert sorted(r["metric"] for r in rep.rows) == ["relabel:hard", "relabel:stored", "relabel:teacher"]
     with pytest.raises(ConfigError, match="relabel.classifier"):
         evaluate_sets({"plain": plain}, cfg, targets=targets, write=False, verbose=False)
+
+
+def test_cli_squeeze_distill_merge_and_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+    src = load_dataset_sample()
+    teacher = _trained_bn_teacher(src)
+    teacher.save(tmp_path / "teacher.safetensors")
+    clf = tmp_path / "clf.safetensors"
+    r = run("squeeze", "-c", "configs/scdd/squeeze_sample.yaml", f"teacher={tmp_path / 'teacher.safetensors'}",
+            "epochs=2", f"output={clf}")
+    assert r.exit_code == 0, r.output
+    assert "test top-1" in r.output and "sample/test" in r.output
+    assert Classifier.load(clf).meta["test_acc"] >= 0
+    r = run("info", clf)
+    assert r.exit_code == 0 and "test accuracy" in r.output
+    parts = []
+    for w in (0, 1):
+        out = tmp_path / f"w{w}.safetensors"
+        r = run("distill", "-c", "configs/scdd/sample.yaml", f"params.classifier={clf}", "steps=2", "budget=10",
+                "params.workers=2", f"params.worker={w}", "params.class_batch=5", f"output={out}")
+        assert r.exit_code == 0, r.output
+        parts.append(out)
+    r = run("merge", *parts, "-o", tmp_path / "merged.safetensors")
+    assert r.exit_code == 0, r.output
+    assert len(DistilledSet.load(tmp_path / "merged.safetensors")) == 10
+    r = run("merge", parts[0], "-o", tmp_path / "bad.safetensors")        # one worker missing: refused, nothing written
+    assert r.exit_code == 2 and "workers" in r.output and not (tmp_path / "bad.safetensors").exists()
+    r = run("distill", "-c", "configs/scdd/sample.yaml", f"params.classifier={clf}", "budget=10", "params.workers=2",
+            "params.worker=1", f"output={tmp_path / 'x.safetensors'}")
+    assert r.exit_code == 2 and "no batch to recover" in r.output
+    r = run("distill", "-c", "configs/scdd/sample.yaml", f"params.classifier={clf}", "budget=15",
+            f"output={tmp_path / 'x.safetensors'}")
+    assert r.exit_code == 2 and "multiple of the 10 classes" in r.output and "Traceback" not in r.output
+
+
+def load_dataset_sample():
+    from distill.data import load_dataset
+    ds = load_dataset("sample")
+    return ds.subset(torch.arange(0, len(ds), 10))

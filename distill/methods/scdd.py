@@ -144,6 +144,10 @@ class SCDD(Method):
         #: batch b = (slot j, classes); b enumerates slots first, then class chunks
         self.batches = [(j, q) for j in range(self.ipc) for q in chunks]
         self.mine = [b for b in range(len(self.batches)) if b % cfg.workers == cfg.worker]
+        if not self.mine:
+            raise ConfigError(f"worker {cfg.worker} of {cfg.workers} has no batch to recover: the run has "
+                              f"{len(self.batches)} (IPC {self.ipc} x {len(chunks)} class batch(es))",
+                              fix=f"use at most {len(self.batches)} workers, or a smaller params.class_batch")
 
     def total_steps(self) -> int:
         return len(self.mine) * self.ctx.steps
