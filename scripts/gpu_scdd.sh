@@ -25,21 +25,22 @@ TGT="targets=[{name: npz, root: .gpu/c100.npz}]"
 CLF="sources.0.classifier=.gpu/c100_squeeze.safetensors"
 LB="reports/leaderboard_scdd_cifar100_gpu"
 # 1. recover iteration time and memory at three scales
-T 90 $PY scripts/bench_scdd.py --device $DEV --iters $ITERS --warmup 2 --scales ${SCALES:-all} --json "$OUT/bench_scdd.jsonl"
+T ${BENCH_T:-90} $PY scripts/bench_scdd.py --device $DEV --iters $ITERS --warmup 2 --scales ${SCALES:-all} --json "$OUT/bench_scdd.jsonl"
 # 2. quality: IPC 10 then IPC 1, 3 seeds, ResNet-18 students (cells are written as they finish)
 T $LB_T $PY -m distill leaderboard -c configs/leaderboard/scdd_cifar100_gpu.yaml "$SRC" "$TGT" "$CLF" \
   "rows.0.steps=$STEPS" "protocols=[{name: scdd, overrides: {relabel: {epochs: $EPOCHS}}}]" "seeds=$SEEDS" \
   "output=$LB" "arch=${ARCH:-resnet18}"
-tar czf "$OUT/lb.tgz" --exclude='*.ckpt.safetensors' --exclude='random-labelled.safetensors' "$LB" 2>/dev/null
+tar czf "$OUT/lb.tgz" --exclude='*.safetensors' "$LB" 2>/dev/null
+tar czf "$OUT/sets.tgz" $(find "$LB/sets" -name 'scdd.safetensors') 2>/dev/null
 # 3. MKDT iteration at a paper-like size (1000 images, D 512, 40 steps x 256), ours vs the reference
 if [ -n "$BIG" ] && [ -d .ref/mtt ]; then
-  T 120 $PY scripts/bench_mkdt.py --reference .ref/mtt --device $DEV --images 1000 --dim 512 --syn-steps 40 \
+  T ${MKDT_T:-100} $PY scripts/bench_mkdt.py --reference .ref/mtt --device $DEV --images 1000 --dim 512 --syn-steps 40 \
     --batch-syn 256 --iters 3 --json "$OUT/bench_mkdt.jsonl"
 fi
 # 4. KRR-ST outer step at the CIFAR-100 setting
-T 90 $PY scripts/bench_krrst.py --device $DEV --steps ${KSTEPS:-20} --json "$OUT/bench_krrst.jsonl"
-# 5. IPC 50, one seed (what time is left)
-if [ -n "$BIG" ]; then
+T ${KRR_T:-60} $PY scripts/bench_krrst.py --device $DEV --steps ${KSTEPS:-20} --json "$OUT/bench_krrst.jsonl"
+# 5. IPC 50, one seed (IPC50=1: when the call has the time)
+if [ -n "$BIG" ] && [ -n "${IPC50:-}" ]; then
   T ${LB50_T:-150} $PY -m distill leaderboard -c configs/leaderboard/scdd_cifar100_gpu.yaml "$SRC" "$TGT" "$CLF" \
     "sources.0.budgets=[5000]" "seeds=[0]" "output=$LB" \
     "protocols=[{name: scdd, overrides: {relabel: {labels: [teacher, hard]}}}]"
