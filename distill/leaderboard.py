@@ -219,7 +219,9 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     method_config(get_method(row.method), dcfg.params)
     if out.exists():
         header, _ = read_header(out)
-        if isinstance(header.get("config"), dict) and not config_differences(header["config"], to_dict(dcfg)):
+        # the file's own path may differ (a leaderboard folder moved, or a set made on another machine)
+        if isinstance(header.get("config"), dict) and not config_differences(header["config"], to_dict(dcfg),
+                                                                             mutable=("output",)):
             log(f"  reuse {out}")
             return str(out), DistilledSet.load(out)
     resume = checkpoint_path(out).exists()
