@@ -62,3 +62,16 @@ python scripts/release_equivalence.py --compare /tmp/eq/old /tmp/eq/new
 # fp32 vs bf16 autocast on this CPU, and KRR-ST's outer backward (this release vs 0.1), interleaved
 python scripts/bench_amp.py --device cpu --repeats 7 --json docs/bench/amp.jsonl
 python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --compare-backward --json docs/bench/krrst_step.jsonl
+
+# --- SC-DD (issue 14), 2026-11-26 ------------------------------------------------------------------------
+# classifiers: the CIFAR-10 SSL teacher squeezed on CIFAR-10 and on CIFAR-100; a supervised ConvNet of the same size
+ssdd squeeze -c configs/scdd/squeeze_cifar10.yaml data.root="$DATA"
+ssdd squeeze -c configs/scdd/squeeze_cifar100.yaml data.root="$DATA" teacher=runs/cifar10/teacher_cpu.safetensors \
+  output=runs/cifar100/squeeze_c10teacher.safetensors
+python scripts/train_classifier.py --dataset cifar10 --root "$DATA" --arch convnet-32-64-128-bn --iterations 3900 \
+  --batch-size 128 -o runs/cifar10/supervised_cpu.safetensors
+# the GPU part (one call of about 7 minutes: device run with carry [.gpu, .ref]): bash scripts/gpu_scdd.sh
+python scripts/gpu_prepare_cifar100.py --root "$DATA" --classifier runs/cifar100/squeeze_c10teacher.safetensors
+# the CPU tables (sections 12-13; the GPU's scdd set copied into reports/leaderboard_scdd_cifar100/sets/...)
+bash scripts/scdd_cpu.sh
+python scripts/bench_scdd.py --device cpu --iters 10 --scales cifar,cifar-resnet18 --json docs/bench/scdd_recover.jsonl
