@@ -251,3 +251,15 @@ def load_dataset_sample():
     from distill.data import load_dataset
     ds = load_dataset("sample")
     return ds.subset(torch.arange(0, len(ds), 10))
+
+
+def test_imagenet_relabel_preset_uses_resized_crops_and_cutmix():
+    cfg = load_eval_config(protocol="scdd_imagenet")
+    assert cfg.relabel.crop_scale == [0.08, 1.0] and cfg.relabel.cutmix == 1.0 and cfg.relabel.temperature == 20
+    from distill.data.augment import ResizedCropFlip
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 16, 16)
+    out = ResizedCropFlip(16, [0.2, 0.5])(x)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    with pytest.raises(ConfigError, match="crop_scale"):
+        load_eval_config(protocol="scdd", overrides=["relabel.crop_scale=[0.5, 2.0]"]).validate()

@@ -1,7 +1,7 @@
 """Batch augmentation on the device (kornia), on float images in [0, 1] pixel space.
 
 - :class:`CropFlip`: random crop with zero padding + horizontal flip (the real-data augmentation of
-  KRR-ST and of fine-tuning).
+  KRR-ST and of fine-tuning); :class:`ResizedCropFlip`: random resized crop + flip (ImageNet scale).
 - :class:`SSLViews`: the two-view pipeline of Barlow Twins / SimCLR (random resized crop, flip, colour
   jitter, grayscale, optional blur and solarisation, per view).
 - :class:`DSA`: a differentiable (DSA-style) set of colour, crop, cutout, flip, scale and rotation,
@@ -31,6 +31,19 @@ class CropFlip(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.aug(x) if len(self.aug) else x
+
+
+class ResizedCropFlip(nn.Module):
+    """Random resized crop (area fraction in ``scale``, aspect 3/4-4/3) + horizontal flip (p = 0.5): the
+    ImageNet training augmentation (SC-DD's relabel at ImageNet scale)."""
+
+    def __init__(self, image_size: int, scale=(0.08, 1.0)):
+        super().__init__()
+        self.aug = nn.Sequential(K.RandomResizedCrop((image_size, image_size), scale=tuple(scale)),
+                                 K.RandomHorizontalFlip())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aug(x)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """SC-DD's evaluation protocol (``--protocol scdd``): a student trained from scratch on a set's images
 with soft labels, tested on the source's test split at the end of training.
 
-Each step takes a batch of the set's images, augments it (random crop with 4 px padding + flip),
+Each step takes a batch of the set's images, augments it (random crop with 4 px padding + flip; at
+ImageNet scale, ``crop_scale``: a random resized crop + flip),
 mixes it (mixup: one lambda ~ Beta(a, a) per batch and a random pairing; or cutmix: a box of area
 1 - lambda pasted from the paired image), and trains the student by one of three labellings:
 
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageSet
-from ..data.augment import CropFlip
+from ..data.augment import CropFlip, ResizedCropFlip
 from ..engine.device import autocast, full_precision
 from ..engine.loop import accuracy, epoch_batches, fit
 from ..engine.optim import param_groups, warmup_cosine
@@ -49,6 +50,7 @@ class RelabelConfig:
     mixup: float = 0.8                    # Beta(a, a); 0: off (CIFAR 0.8)
     cutmix: float = 0.0                   # Beta(a, a) box; 0: off (ImageNet 1.0; replaces mixup when set)
     augment: bool = True                  # random crop (4 px padding) + flip
+    crop_scale: list[float] | None = None  # instead: random resized crop of this area range + flip (ImageNet: [0.08, 1])
 
     def validate(self):
         bad = [x for x in self.labels if x not in LABELLINGS]
@@ -58,6 +60,8 @@ class RelabelConfig:
             raise ConfigError("relabel.epochs, batch_size, lr and temperature must be positive")
         if self.mixup < 0 or self.cutmix < 0:
             raise ConfigError("relabel.mixup and relabel.cutmix must be >= 0")
+        if self.crop_scale is not None and not (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1):
+            raise ConfigError(f"relabel.crop_scale must be [min, max] within (0, 1], got {self.crop_scale}")
 
 
 def mix(x: torch.Tensor, mixup: float, cutmix: float) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -111,7 +115,9 @@ def relabel_train(student: Net, images: torch.Tensor, teacher: Net | None, label
     student.to(device).train()
     if teacher is not None:
         teacher.to(device).eval()
-    aug = CropFlip(x.shape[-1]) if cfg.augment else None
+    aug = None
+    if cfg.augment:
+        aug = CropFlip(x.shape[-1]) if cfg.crop_scale is None else ResizedCropFlip(x.shape[-1], cfg.crop_scale)
     batches = epoch_batches(len(x), cfg.batch_size, device)
     total = batches.steps_per_epoch * cfg.epochs
     opt = torch.optim.AdamW(param_groups([student], cfg.weight_decay), lr=cfg.lr)
