@@ -70,3 +70,8 @@ def test_console_script_exit_code_without_traceback(tmp_path):
     p = subprocess.run([sys.executable, "-m", "distill.cli", "info", str(tmp_path / "missing.safetensors")],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_python_dash_m_distill_is_the_cli():
+    r = subprocess.run([sys.executable, "-m", "distill", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "squeeze" in r.stdout and "merge" in r.stdout

@@ -307,7 +307,11 @@ def merge_parts(parts: list[DistilledSet], where: list[str] | None = None) -> Di
         raise DataError("the parts do not cover every image slot exactly once (a worker stopped early?)",
                         fix="finish every worker's run (--resume) before merging")
     order = torch.argsort(index)
-    cat = lambda name: None if getattr(first, name) is None else torch.cat([getattr(p, name) for p in parts])[order]  # noqa: E731
+
+    def cat(name: str):
+        if getattr(first, name) is None:
+            return None
+        return torch.cat([getattr(p, name) for p in parts])[order]
     meta = {k: v for k, v in first.meta.items() if k != "part"}
     meta["config"] = {**meta.get("config", {}), "params": {**meta.get("config", {}).get("params", {}), "worker": 0,
                                                            "workers": workers}}
