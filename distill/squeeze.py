@@ -25,7 +25,7 @@ from .config import resolved, to_dict
 from .data import ImageSet, load_dataset, load_source
 from .data.config import DataConfig
 from .engine import resolve_device, seed_everything
-from .engine.loop import accuracy, epoch_batches
+from .engine.loop import accuracy, epoch_batches, update
 from .engine.optim import warmup_cosine
 from .engine.stage import Stage, run_stage
 from .errors import ConfigError
@@ -107,10 +107,7 @@ class SqueezeStage(Stage):
     def step(self, i: int):
         idx = self.batches(i)
         loss = F.cross_entropy(self.head(self.feats[idx]), self.src.labels[idx])
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.sched.step()
+        update(loss, self.opt, self.sched)
         return {"loss": loss.detach()}
 
     def state_dict(self) -> dict:

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -51,13 +54,15 @@ def bench(scale: str, device, iters: int, warmup: int, amp: str) -> dict:
                              "std": list(src.std), "source": "bench"})
     head = torch.nn.Linear(teacher.dim, n)
     clf = classifier_from_backbone(teacher, head, src, {})
-    params = {"class_batch": 0, "lr": 0.25 if imagenet else 0.4, "r_bn": 0.01 if imagenet else 0.005,
-              "jitter": 32 if imagenet else 4, "flip": imagenet, "crop_scale": [0.08, 1.0] if imagenet else None}
+    clf_file = Path(tempfile.mkdtemp()) / "classifier.safetensors"
+    clf.save(clf_file)
+    params = {"classifier": str(clf_file), "class_batch": 0, "lr": 0.25 if imagenet else 0.4,
+              "r_bn": 0.01 if imagenet else 0.005, "jitter": 32 if imagenet else 4, "flip": imagenet,
+              "crop_scale": [0.08, 1.0] if imagenet else None}
     method = SCDD(Config(**params), DistillContext(source=src, teacher=None, budget=n, steps=iters + warmup,
                                                    device=device, amp=amp))
-    method._classifier = lambda: clf          # the random classifier above, not a file
-    method.clf_path = None
     method.setup()
+    shutil.rmtree(clf_file.parent)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

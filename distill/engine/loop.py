@@ -196,6 +196,17 @@ class EpochBatches:
 
 
 @torch.no_grad()
+def batched_forward(model: torch.nn.Module, x: torch.Tensor, amp="auto", batch_size: int = 512) -> torch.Tensor:
+    """``model(x)`` in eval mode, without gradients, ``batch_size`` rows at a time, as fp32 (mode restored)."""
+    was = model.training
+    model.eval()
+    with autocast(x.device, amp):
+        out = torch.cat([model(x[k:k + batch_size]).float() for k in range(0, len(x), batch_size)])
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
 def accuracy(model: torch.nn.Module, data, labels: torch.Tensor | None = None, batch_size: int = 1024, amp="off",
              train_mode: bool = False) -> float:
     """Top-1 (%) of ``model`` on ``data``: an ImageSet-like object (``float(idx)``, ``labels``) or a

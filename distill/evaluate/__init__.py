@@ -88,12 +88,31 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
               f"{'relabel %d epochs' % cfg.relabel.epochs if cfg.relabel.enabled else 'pre-train %d epochs' % cfg.pretrain.epochs}"
               f", device {device}, "
               f"{describe_precision(device, cfg.amp)}", flush=True)
-    rows = []
     if cfg.relabel.enabled:
         rows = relabel_rows(sets, cfg, targets, device, verbose)
+    else:
+        rows = pretrain_rows(sets, cfg, targets, device, verbose, size, chans)
+    keys = ("set", "arch", "target", "metric")
+    notes = [relabel_note(cfg)] if cfg.relabel.enabled else [
+             f"Protocol `{cfg.protocol}`, architecture `{cfg.arch}`, seeds {list(cfg.seeds)}; mean ± sample std "
+             f"over seeds. Pre-training: {cfg.pretrain.epochs} epochs; fine-tuning: "
+             f"{'%d iterations' % cfg.finetune.iterations if cfg.finetune.enabled else 'off'}; linear probe: "
+             f"{cfg.linear.solver + ' ' + str(cfg.linear.steps) + ' steps' if cfg.linear.enabled else 'off'}. "
+             f"Test accuracy (%) at the end of training, no checkpoint selection. Models pre-trained on a set "
+             f"normalise inputs with the set's source statistics; the no-pre-training network with each target's own."]
+    if write:
+        rep = write_report(cfg.output, rows, keys, "set", ("target", "metric"), "Evaluation", notes,
+                           {"config": to_dict(cfg), "seconds": round(time.time() - t0, 1)})
+        return EvalReport(rows, rep["table"], rep["aggregate"], rep["paths"], time.time() - t0)
+    agg = aggregate(rows, keys)
+    return EvalReport(rows, pivot_markdown(agg, "set", ("target", "metric")), agg, {}, time.time() - t0)
+
+
+def pretrain_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bool, size: int, chans: int) -> list[dict]:
+    """The SSL protocols (krrst, mkdt): per set and seed, pre-train on the set (or not, for None), then
+    linear-probe and / or fine-tune on each target."""
+    rows = []
     for label, s in sets.items():
-        if cfg.relabel.enabled:
-            break
         mat = s.materialize() if s is not None else None
         for seed in cfg.seeds:
             if s is not None:   # a model pre-trained on the set normalises with the set's source statistics
@@ -120,20 +139,7 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
                     rows.append({**base, "metric": "finetune", "acc": acc})
                     if verbose:
                         print(f"  {label:<24} seed {seed} {tname:<10} {'finetune':<12} {acc:6.2f}")
-    keys = ("set", "arch", "target", "metric")
-    notes = [relabel_note(cfg)] if cfg.relabel.enabled else [
-             f"Protocol `{cfg.protocol}`, architecture `{cfg.arch}`, seeds {list(cfg.seeds)}; mean ± sample std "
-             f"over seeds. Pre-training: {cfg.pretrain.epochs} epochs; fine-tuning: "
-             f"{'%d iterations' % cfg.finetune.iterations if cfg.finetune.enabled else 'off'}; linear probe: "
-             f"{cfg.linear.solver + ' ' + str(cfg.linear.steps) + ' steps' if cfg.linear.enabled else 'off'}. "
-             f"Test accuracy (%) at the end of training, no checkpoint selection. Models pre-trained on a set "
-             f"normalise inputs with the set's source statistics; the no-pre-training network with each target's own."]
-    if write:
-        rep = write_report(cfg.output, rows, keys, "set", ("target", "metric"), "Evaluation", notes,
-                           {"config": to_dict(cfg), "seconds": round(time.time() - t0, 1)})
-        return EvalReport(rows, rep["table"], rep["aggregate"], rep["paths"], time.time() - t0)
-    agg = aggregate(rows, keys)
-    return EvalReport(rows, pivot_markdown(agg, "set", ("target", "metric")), agg, {}, time.time() - t0)
+    return rows
 
 
 def relabel_teacher(cfg: EvalConfig, s: DistilledSet, label: str):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..data import ImageSet
 from ..data.augment import CropFlip, ResizedCropFlip
 from ..engine.device import autocast, full_precision
-from ..engine.loop import accuracy, epoch_batches, fit
+from ..engine.loop import accuracy, batched_forward, epoch_batches, fit
 from ..engine.optim import param_groups, warmup_cosine
 from ..errors import ConfigError, DataError
 from ..models import Net
@@ -87,13 +87,6 @@ def soft_kl(student_logits: torch.Tensor, target_probs: torch.Tensor, temperatur
     return F.kl_div(F.log_softmax(student_logits.float() / temperature, 1), target_probs, reduction="batchmean")
 
 
-@torch.no_grad()
-def teacher_logits(teacher: Net, images: torch.Tensor, amp="auto", batch_size: int = 512) -> torch.Tensor:
-    teacher.eval()
-    with autocast(images.device, amp):
-        return torch.cat([teacher(images[k:k + batch_size]).float() for k in range(0, len(images), batch_size)])
-
-
 def relabel_train(student: Net, images: torch.Tensor, teacher: Net | None, labelling: str, cfg: RelabelConfig,
                   test: ImageSet, labels: torch.Tensor | None = None, soft_labels: torch.Tensor | None = None,
                   amp="auto", desc: str = "relabel") -> float:
@@ -109,7 +102,7 @@ def relabel_train(student: Net, images: torch.Tensor, teacher: Net | None, label
         if soft_labels is None:
             if teacher is None:
                 raise DataError("relabel 'stored' needs soft labels in the set or a relabel teacher to make them")
-            soft_labels = teacher_logits(teacher, x, amp)
+            soft_labels = batched_forward(teacher, x, amp)
         probs = F.softmax(soft_labels.to(device).float() / cfg.temperature, 1)
     y = labels.to(device) if labels is not None else None
     student.to(device).train()
@@ -144,4 +137,4 @@ def relabel_train(student: Net, images: torch.Tensor, teacher: Net | None, label
     return accuracy(student, test, amp=amp)
 
 
-__all__ = ["LABELLINGS", "RelabelConfig", "mix", "relabel_train", "soft_kl", "teacher_logits"]
+__all__ = ["LABELLINGS", "RelabelConfig", "mix", "relabel_train", "soft_kl"]

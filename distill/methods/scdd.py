@@ -32,6 +32,8 @@ from torch import nn
 
 from ..distilled import DistilledSet
 from ..engine.device import autocast
+from ..engine.loop import batched_forward, update
+from ..models.record import weights_id
 from ..errors import ConfigError, DataError
 from .base import DistillContext, Method, register_method
 
@@ -160,6 +162,7 @@ class SCDD(Method):
         for p in net.parameters():
             p.requires_grad_(False)
         self.net = net
+        self.clf_id = weights_id(net.state_dict())
         self.bn = BNStatsLoss(net, cfg.first_bn_multiplier)
         self.mean, self.std = net.mean.clone(), net.std.clone()
         self.lo, self.hi = (0 - self.mean) / self.std, (1 - self.mean) / self.std
@@ -223,9 +226,7 @@ class SCDD(Method):
         ce = F.cross_entropy(out.float(), y)
         bn = self.bn.loss()
         loss = ce + cfg.r_bn * bn
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=[self.z])
-        self.opt.step()
+        update(loss, self.opt, inputs=[self.z])
         with torch.no_grad():
             self.z.copy_(torch.maximum(torch.minimum(self.z, self.hi), self.lo))
             if t == iters - 1:   # the batch is done: keep its last iterate in pixel space
@@ -234,20 +235,16 @@ class SCDD(Method):
         return {"loss": loss.detach(), "ce": ce.detach(), "bn": bn.detach()}
 
     def export(self) -> DistilledSet:
-        keep = self.done.clone()
+        images, keep = self.images.clone(), self.done.clone()
         if not keep.any() and self.z is not None:   # a snapshot before the first batch ends: the batch as it stands
             idx, _ = self.slots(self.current)
-            with torch.no_grad():
-                self.images[idx] = (self.z * self.std + self.mean).clamp(0, 1)
+            images[idx] = (self.z.detach() * self.std + self.mean).clamp(0, 1)
             keep[idx] = True
         order = torch.nonzero(keep).flatten()
-        images = self.images[order].clone()
+        images = images[order]
         labels = torch.div(order, self.ipc, rounding_mode="floor")
-        soft = None
-        if self.cfg.soft_labels:
-            with torch.no_grad(), autocast(self.ctx.device, self.ctx.amp):
-                soft = torch.cat([self.net(images[k:k + 256]).float() for k in range(0, len(images), 256)])
-        meta = {"ipc": self.ipc, "classifier": self.clf_path, "classifier_id": self.clf.meta.get("id") or _weights_id(self.clf),
+        soft = batched_forward(self.net, images, self.ctx.amp) if self.cfg.soft_labels else None
+        meta = {"ipc": self.ipc, "classifier": self.clf_path, "classifier_id": self.clf_id,
                 "classifier_test_acc": self.clf.meta.get("test_acc"), "classifier_teacher": self.clf.meta.get("teacher")}
         if self.cfg.workers > 1:
             meta["part"] = {"worker": self.cfg.worker, "workers": self.cfg.workers, "index": order.cpu().tolist(),
@@ -271,11 +268,6 @@ class SCDD(Method):
             self.z = state["z"].to(dev).clone().requires_grad_(True)
             self.opt = torch.optim.Adam([self.z], lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=1e-8)
             self.opt.load_state_dict(state["opt"])
-
-
-def _weights_id(clf) -> str:
-    from ..models.record import weights_id
-    return weights_id(clf.model.state_dict())
 
 
 def merge_parts(parts: list[DistilledSet], where: list[str] | None = None) -> DistilledSet:
