@@ -11,8 +11,23 @@ labels                           N int64                 SC-DD, class-conditiona
 soft_labels                      N x K float             SC-DD (teacher logits)
 image_bases, image_coeffs        U x C x h x w, N x U    factorised images (Boost)
 target_bases, target_coeffs      V x D, N x V            factorised targets (Boost)
+view_w1, view_b1, view_w2,       K x H x P, K x H,       Boost's approximation networks: one MLP per
+view_b2                          K x P x H, K x P        predefined view (format version 2)
+view_codes                       K x N x P               per-view target codes, stored (version 2)
 lr                               scalar                  MKDT's learned learning rate
 ===============================  ======================  ==========================================
+
+Version 2 adds **predefined views** (Boost): the header key ``views`` =
+``{"transforms": ["rot90", "rot180", "rot270"], "targets": "network" | "stored", "activation": "relu"}``
+declares K deterministic transforms (``data.augment.fixed_transform``) applied to every stored image.
+Each view has its own target. A target *code* is the coefficient vector when the targets are
+factorised (P = V) and the target itself otherwise (P = D); view k's code is either stored
+(``view_codes[k]``) or predicted from the base code by a two-layer MLP, the shift
+
+    code_k = code + W2_k act(W1_k code + b1_k) + b2_k
+
+and decoded like the base code (``code_k @ target_bases``). The file holds tensors and this
+description only, never code. Version-1 files load unchanged.
 
 Images are stored unnormalised in [0, 1] pixel space (values outside are allowed: methods optimise
 pixels freely); the header records the mean/std consumers must normalise with. ``materialize()``
@@ -31,9 +46,13 @@ from .engine.record import Record, register_record, validate_image_spec
 from .errors import FileFormatError
 
 FORMAT = "ssdd.distilled"
-VERSION = 1
+VERSION = 2
 TENSOR_FIELDS = ("images", "targets", "labels", "soft_labels", "image_bases", "image_coeffs", "target_bases",
-                 "target_coeffs", "lr")
+                 "target_coeffs", "view_w1", "view_b1", "view_w2", "view_b2", "view_codes", "lr")
+VIEW_NET_FIELDS = ("view_w1", "view_b1", "view_w2", "view_b2")
+VIEW_TARGETS = ("network", "stored")
+#: activations an approximation network may declare (the header names one; no code is stored)
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "identity": lambda x: x}
 MAX_CLASSES = 1_000_000
 
 
@@ -47,6 +66,28 @@ def max_materialize_bytes() -> int:
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def apply_view_networks(code: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                        activation: str = "relu") -> torch.Tensor:
+    """Every view's target code from the base codes: K x N x P from N x P, with K stacked MLPs
+    ``code + W2_k act(W1_k code + b1_k) + b2_k`` (W1: K x H x P, b1: K x H, W2: K x P x H, b2: K x P)."""
+    act = ACTIVATIONS[activation]
+    hidden = act(torch.einsum("khp,np->knh", w1, code) + b1[:, None, :])
+    return code[None] + torch.einsum("kph,knh->knp", w2, hidden) + b2[:, None, :]
+
+
+def expand_bases(coeffs: torch.Tensor, bases: torch.Tensor, size: int) -> torch.Tensor:
+    """Images from factorised form: ``coeffs @ bases`` (N x U times U x C x h x w), upsampled bilinearly to
+    ``size`` (bilinear upsampling is linear, so this is the combination of the upsampled bases)."""
+    low = (coeffs @ bases.flatten(1)).view(coeffs.shape[0], *bases.shape[1:])
+    return low if low.shape[-1] == size else F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def view_images(images: torch.Tensor, transforms) -> torch.Tensor:
+    """The images followed by each transform of them: (K + 1) N x C x H x W, view-major."""
+    from .data.augment import fixed_transform
+    return torch.cat([images] + [fixed_transform(images, t) for t in transforms])
 
 
 @dataclass
@@ -80,6 +121,11 @@ class DistilledSet(Record):
     image_coeffs: torch.Tensor | None = None
     target_bases: torch.Tensor | None = None
     target_coeffs: torch.Tensor | None = None
+    view_w1: torch.Tensor | None = None
+    view_b1: torch.Tensor | None = None
+    view_w2: torch.Tensor | None = None
+    view_b2: torch.Tensor | None = None
+    view_codes: torch.Tensor | None = None
     lr: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
 
@@ -96,6 +142,17 @@ class DistilledSet(Record):
     @property
     def method(self) -> str:
         return str(self.meta.get("method", "?"))
+
+    @property
+    def views(self) -> list[str]:
+        """The predefined transforms besides the identity (empty for a set without views)."""
+        v = self.meta.get("views")
+        return list(v["transforms"]) if isinstance(v, dict) else []
+
+    @property
+    def num_views(self) -> int:
+        """Examples per stored image after materialising: 1 + the predefined views."""
+        return 1 + len(self.views)
 
     @property
     def num_classes(self) -> int | None:
@@ -174,20 +231,63 @@ class DistilledSet(Record):
         if self.soft_labels is not None and (self.soft_labels.shape[0] != n
                                              or (k is not None and self.soft_labels.shape[1] != k)):
             bad(f"'soft_labels' must be {n} x {k or 'K'}, got {tuple(self.soft_labels.shape)}")
-        if self.image_bases is not None:
-            need = n * c * s * s * 4
+        if self.image_bases is not None or self.views:
+            need = n * self.num_views * c * s * s * 4
             if need > max_materialize_bytes():
-                bad(f"expands to {need / 2**30:.1f} GiB of images ({n} x {c} x {s} x {s}), more than the "
+                bad(f"expands to {need / 2**30:.1f} GiB of images ({n * self.num_views} x {c} x {s} x {s}), more than the "
                     f"{max_materialize_bytes() / 2**30:.0f} GiB allowed", fix="set SSDD_MAX_SET_GB to allow more")
+        if self.image_bases is not None:
             if not torch.isfinite(self.image_coeffs @ self.image_bases.flatten(1)).all():
                 bad("its factorised images expand to NaN or inf values (coefficients or bases too large)")
         if self.target_bases is not None and not torch.isfinite(self.target_coeffs @ self.target_bases).all():
             bad("its factorised targets expand to NaN or inf values (coefficients or bases too large)")
+        self._validate_views(bad, n)
         if self.lr is not None and self.lr.numel() != 1:
             bad(f"'lr' must be a scalar, got shape {tuple(self.lr.shape)}")
         if self.targets is None and self.target_bases is None and self.labels is None and self.soft_labels is None:
             bad("holds no targets, labels or soft labels: nothing to train on")
         return self
+
+    def _validate_views(self, bad, n: int) -> None:
+        from .data.augment import FIXED_TRANSFORMS
+        spec = self.meta.get("views")
+        present = [k for k in (*VIEW_NET_FIELDS, "view_codes") if getattr(self, k) is not None]
+        if spec is None:
+            if present:
+                bad(f"holds {', '.join(present)} but its header declares no 'views'")
+            return
+        if not isinstance(spec, dict) or set(spec) - {"transforms", "targets", "activation"}:
+            bad("header 'views' must be {transforms: [...], targets: network|stored, activation: ...}")
+        ts = spec.get("transforms")
+        allowed = [t for t in FIXED_TRANSFORMS if t != "identity"]
+        if (not isinstance(ts, list) or not ts or len(set(map(str, ts))) != len(ts)
+                or not all(isinstance(t, str) and t in allowed for t in ts)):
+            bad(f"header 'views.transforms' must be distinct names from {allowed}, got {str(ts)[:80]}")
+        kind = spec.get("targets")
+        if kind not in VIEW_TARGETS:
+            bad(f"header 'views.targets' must be one of {list(VIEW_TARGETS)}, got {str(kind)[:40]!r}")
+        if self.targets is None and self.target_bases is None:
+            bad("declares views but holds no targets to give them")
+        k = len(ts)
+        p = self.target_coeffs.shape[1] if self.target_coeffs is not None else self.targets.shape[1]
+        if kind == "stored":
+            if present != ["view_codes"]:
+                bad(f"stored view targets are 'view_codes' alone, the file holds {present}")
+            if tuple(self.view_codes.shape) != (k, n, p):
+                bad(f"'view_codes' must be {k} x {n} x {p}, got {tuple(self.view_codes.shape)}")
+        else:
+            if present != list(VIEW_NET_FIELDS):
+                bad(f"approximation networks are {', '.join(VIEW_NET_FIELDS)}, the file holds {present}")
+            if spec.get("activation", "relu") not in ACTIVATIONS:
+                bad(f"header 'views.activation' must be one of {sorted(ACTIVATIONS)}")
+            h = self.view_w1.shape[1] if self.view_w1.dim() == 3 else -1
+            want = {"view_w1": (k, h, p), "view_b1": (k, h), "view_w2": (k, p, h), "view_b2": (k, p)}
+            for name, shape in want.items():
+                if tuple(getattr(self, name).shape) != shape or h < 1:
+                    bad(f"'{name}' must be {' x '.join(map(str, shape))} (K views, H hidden, P code), "
+                        f"got {tuple(getattr(self, name).shape)}")
+        if not torch.isfinite(self._view_codes()).all():
+            bad("its view targets expand to NaN or inf values")
 
     # ------------------------------------------------------------------ budget
 
@@ -204,21 +304,47 @@ class DistilledSet(Record):
         """Storage in units of one stored image: the honest budget (targets, bases and all count)."""
         return self.storage_bytes() / self.image_bytes()
 
+    def budget_breakdown(self) -> list[tuple[str, int]]:
+        """(part, bytes) of everything stored, each tensor in exactly one part; sums to storage_bytes()."""
+        parts = [("images", ("images",)), ("image bases", ("image_bases",)), ("image coefficients", ("image_coeffs",)),
+                 ("targets", ("targets",)), ("representation bases", ("target_bases",)),
+                 ("representation coefficients", ("target_coeffs",)),
+                 ("approximation networks", VIEW_NET_FIELDS), ("view targets (stored)", ("view_codes",)),
+                 ("labels", ("labels",)), ("soft labels", ("soft_labels",)), ("learned lr", ("lr",))]
+        t = self.tensors()
+        out = [(label, sum(t[k].numel() * t[k].element_size() for k in keys if k in t)) for label, keys in parts]
+        return [(label, b) for (label, keys), (_, b) in zip(parts, out) if any(k in t for k in keys)]
+
     # ------------------------------------------------------------------ views
 
     def materialize(self) -> Materialized:
         """(images, targets, labels, soft_labels, lr) with factorisations expanded."""
         images = self.images
         if images is None:
-            b, k = self.image_bases, self.image_coeffs
-            low = (k @ b.flatten(1)).view(k.shape[0], *b.shape[1:])
-            images = low if low.shape[-1] == self.image_size else F.interpolate(
-                low, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        targets = self.targets
-        if targets is None and self.target_bases is not None:
-            targets = self.target_coeffs @ self.target_bases
+            images = expand_bases(self.image_coeffs, self.image_bases, self.image_size)
+        targets = self._decode(self._base_code())
+        labels, soft = self.labels, self.soft_labels
+        if self.views:
+            images = view_images(images, self.views)
+            targets = torch.cat([targets] + [self._decode(c) for c in self._view_codes()])
+            k = self.num_views
+            labels = labels.repeat(k) if labels is not None else None
+            soft = soft.repeat(k, 1) if soft is not None else None
         lr = float(self.lr.reshape(-1)[0]) if self.lr is not None else None
-        return Materialized(images, targets, self.labels, self.soft_labels, lr)
+        return Materialized(images, targets, labels, soft, lr)
+
+    def _base_code(self) -> torch.Tensor | None:
+        return self.target_coeffs if self.target_coeffs is not None else self.targets
+
+    def _decode(self, code: torch.Tensor | None) -> torch.Tensor | None:
+        return code @ self.target_bases if code is not None and self.target_bases is not None else code
+
+    def _view_codes(self) -> torch.Tensor:
+        """K x N x P: each view's target code (stored, or from the approximation networks)."""
+        if self.view_codes is not None:
+            return self.view_codes
+        act = self.meta["views"].get("activation", "relu")
+        return apply_view_networks(self._base_code(), self.view_w1, self.view_b1, self.view_w2, self.view_b2, act)
 
     # ------------------------------------------------------------------ files
 
@@ -264,9 +390,18 @@ class DistilledSet(Record):
         for k, t in self.tensors().items():
             lines.append(f"  {k:<14} {str(tuple(t.shape)):<20} {str(t.dtype).replace('torch.', ''):<9} "
                          f"{human_bytes(t.numel() * t.element_size())}")
-        lines.append(f"storage          {human_bytes(self.storage_bytes())} "
-                     f"= {self.image_equivalents():.1f} image-equivalents "
-                     f"({human_bytes(self.image_bytes())} per image)")
+        if self.views:
+            v = self.meta["views"]
+            lines.append(f"views            identity + {', '.join(self.views)} ({v['targets']} targets): "
+                         f"materialises to {len(self) * self.num_views} examples")
+        per = self.image_bytes()
+        lines.append(f"budget           (image-equivalents of {human_bytes(per)}: one stored image)")
+        for part, b in self.budget_breakdown():
+            lines.append(f"  {part:<30} {human_bytes(b):>10} {b / per:10.2f}")
+        lines.append(f"  {'total':<30} {human_bytes(self.storage_bytes()):>10} {self.image_equivalents():10.2f}")
+        budget = self.meta.get("budget")
+        if self.method == "boost" and _is_int(budget):
+            lines.append(f"  {'budget N':<30} {'':>10} {budget:10d}")
         return "\n".join(lines)
 
 

@@ -167,10 +167,12 @@ class DistilledBuffer(ExemplarsBuffer):
                             checkpoint_every=0, log_every=max(1, self.steps // 5) if self.steps else 10,
                             params=self.params)
         res = run_distillation(cfg, teacher=teacher, source=source)
-        s = res.set
+        # the buffer keeps plain pixels: a factorised set (Boost) is expanded, views included, and cut to the quota
+        s = res.set.materialize()
         share = Share(_quantize(s.images.cpu(), self.storage_dtype), s.labels.cpu(),
                       info={"experience": exp.current_experience, "steps": res.steps, "seconds": res.seconds,
                             "loss": res.history[-1]["loss"] if res.history else None})
+        share = self._shrink(share, quota)
         if self.store_targets:
             share.targets = self._features(model, _dequantize(share.images)).to(torch.float16)
         self.shares.append(share)

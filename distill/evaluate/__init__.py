@@ -176,8 +176,9 @@ def relabel_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bo
                     seed_everything(seed)
                     student = create_model(cfg.arch, out_dim=test.num_classes, image_size=s.image_size,
                                            in_chans=s.channels, mean=s.mean, std=s.std).to(device)
-                    acc = relabel_train(student, s.images, clf.model if clf is not None else None, kind, cfg.relabel,
-                                        test, labels=s.labels, soft_labels=s.soft_labels, amp=cfg.amp,
+                    m = s.materialize()
+                    acc = relabel_train(student, m.images, clf.model if clf is not None else None, kind, cfg.relabel,
+                                        test, labels=m.labels, soft_labels=m.soft_labels, amp=cfg.amp,
                                         desc=f"relabel [{label}] {kind} seed {seed}")
                     rows.append({"set": label, "arch": cfg.arch, "target": tname, "seed": seed,
                                  "metric": f"relabel:{kind}", "acc": acc})

@@ -36,17 +36,19 @@ class DistillContext:
     class_conditional: bool = False
     verbose: bool = False            # print what long setup phases do (off for in-memory runs)
 
-    def initial_indices(self, generator: torch.Generator) -> torch.Tensor:
-        """``budget`` source indices: class-balanced when class-conditional, else uniform."""
+    def initial_indices(self, generator: torch.Generator, count: int | None = None) -> torch.Tensor:
+        """``count`` (default: ``budget``) source indices: class-balanced when class-conditional, else uniform."""
         n = len(self.source)
-        if self.budget > n:
-            raise DataError(f"budget {self.budget} exceeds the {n} images of {self.source.name}/{self.source.split}")
+        count = self.budget if count is None else count
+        if count > n:
+            what = "budget" if count == self.budget else "the number of images"
+            raise DataError(f"{what} {count} exceeds the {n} images of {self.source.name}/{self.source.split}")
         if self.class_conditional:
             if not self.source.labelled:
                 raise DataError(f"class_conditional needs labels, but {self.source.name}/{self.source.split} has none")
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-            return balanced_indices(self.source.labels.cpu(), self.budget, seed).to(self.source.device)
-        return torch.randperm(n, generator=generator)[: self.budget].to(self.source.device)
+            return balanced_indices(self.source.labels.cpu(), count, seed).to(self.source.device)
+        return torch.randperm(n, generator=generator)[:count].to(self.source.device)
 
 
 class Method:

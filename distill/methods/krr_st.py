@@ -112,27 +112,46 @@ class KRRST(Method):
         """One full-batch MSE step of pool model i on the detached synthetic set."""
         m, opt = self.models[i], self.opts[i]
         m.train()
+        with torch.no_grad():
+            x_s, y_s = self.synthetic()
         with autocast(self.ctx.device, self.ctx.amp):
-            out = m.embed(self.x.detach())
+            out = m.embed(x_s)
             out = m.head(out)
-        loss = F.mse_loss(out.float(), self.y.detach())
+        loss = F.mse_loss(out.float(), y_s)
         update(loss, opt)
         return loss.detach()
 
     def _reinit(self, i: int) -> None:
         self.models[i], self.opts[i] = self._new_model()
 
+    # ------------------------------------------------------------------ the synthetic set (Boost overrides these)
+    def num_images(self) -> int:
+        """How many synthetic images (KRR-ST: the budget)."""
+        return self.ctx.budget
+
+    def init_synthetic(self, idx: torch.Tensor) -> list[dict]:
+        """Create the learnable tensors from the real images ``idx``; return AdamW parameter groups."""
+        x0 = self.ctx.source.float(idx)
+        self.x = ((x0 - self.mean) / self.std).clone().requires_grad_(True)
+        self.y = self.ctx.teacher.encode(x0).clone().requires_grad_(True)
+        return [dict(params=[self.x], lr=self.cfg.lr_images), dict(params=[self.y], lr=self.cfg.lr_targets)]
+
+    def learnables(self) -> dict[str, torch.Tensor]:
+        """Every tensor the outer loop learns, by name (checkpointed, updated by AdamW)."""
+        return {"x": self.x, "y": self.y}
+
+    def synthetic(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(X_s in normalised space, Y_s): the pairs the kernel regression and the pool train on."""
+        return self.x, self.y
+
     # ------------------------------------------------------------------ method
     def setup(self, fresh: bool = True) -> None:
         ctx, cfg = self.ctx, self.cfg
         src = ctx.source
-        idx = ctx.initial_indices(self.gen)
+        idx = ctx.initial_indices(self.gen, self.num_images())
         self.labels = src.labels[idx].clone() if ctx.class_conditional else None
-        x0 = src.float(idx)
-        self.x = ((x0 - self.mean) / self.std).clone().requires_grad_(True)
-        self.y = ctx.teacher.encode(x0).clone().requires_grad_(True)
-        self.opt = torch.optim.AdamW([dict(params=[self.x], lr=cfg.lr_images),
-                                      dict(params=[self.y], lr=cfg.lr_targets)], weight_decay=cfg.weight_decay)
+        groups = self.init_synthetic(idx)
+        self.opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_decay(max(1, ctx.steps), cfg.final_lr_ratio))
         self.models, self.opts = [], []
         for _ in range(cfg.pool_size):
@@ -167,13 +186,14 @@ class KRRST(Method):
         x_t, y_t = self.real_batch()
         with torch.no_grad(), autocast(ctx.device, ctx.amp):
             f_t = model.body((x_t - self.mean) / self.std)
+        x_s, y_s = self.synthetic()
         with autocast(ctx.device, ctx.amp):
-            f_s = model.body(self.x)
-        y_hat = krr_predict(f_s, f_t, self.y, cfg.ridge)
+            f_s = model.body(x_s)
+        y_hat = krr_predict(f_s, f_t, y_s, cfg.ridge)
         loss = F.mse_loss(y_hat, y_t)
         # gradients for the synthetic images and targets only: the pool model's weight gradients would be
         # computed and thrown away (its own step below starts from zeroed gradients)
-        update(loss, self.opt, self.sched, inputs=[self.x, self.y])
+        update(loss, self.opt, self.sched, inputs=list(self.learnables().values()))
         # the pool model moves on by one step, and is renewed at the end of its life
         if cfg.legacy_pool_reset and self.ages[i] >= cfg.pool_steps:
             # the reference code: a model that has had its pool_steps steps serves one outer step, is then
@@ -193,15 +213,15 @@ class KRRST(Method):
         return DistilledSet(images=images, targets=self.y.detach().float(), labels=self.labels)
 
     def state_dict(self) -> dict:
-        return {"x": self.x.detach(), "y": self.y.detach(), "labels": self.labels, "opt": self.opt.state_dict(),
+        return {**{k: t.detach() for k, t in self.learnables().items()}, "labels": self.labels, "opt": self.opt.state_dict(),
                 "sched": self.sched.state_dict(), "models": [m.state_dict() for m in self.models],
                 "opts": [o.state_dict() for o in self.opts], "ages": list(self.ages), "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         dev = self.ctx.device
         with torch.no_grad():
-            self.x.copy_(state["x"].to(dev))
-            self.y.copy_(state["y"].to(dev))
+            for k, t in self.learnables().items():
+                t.copy_(state[k].to(dev))
         self.labels = state["labels"].to(dev) if state.get("labels") is not None else None
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
