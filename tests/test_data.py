@@ -170,6 +170,11 @@ def test_label_subsets_are_stratified_and_seeded():
         label_subset(labels, per_class=101)
     c = balanced_indices(labels, 25, seed=0)
     assert len(c) == 25 and sorted(labels[c].bincount().tolist()) == [2] * 5 + [3] * 5
+    with pytest.raises(DataError, match="cannot cover 10 classes"):
+        balanced_indices(labels, 4)
+    d = balanced_indices(labels, 4, seed=1, fewer_classes=True)   # random_labelled below the class count
+    assert len(d) == 4 and len(set(labels[d].tolist())) == 4
+    assert not torch.equal(labels[d], labels[balanced_indices(labels, 4, seed=2, fewer_classes=True)])
 
 
 @pytest.mark.realdata

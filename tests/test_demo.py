@@ -27,7 +27,7 @@ def test_every_shipped_config_loads(path):
     elif top == "scdd" and rel.name.startswith("squeeze_"):
         from distill.squeeze import SqueezeConfig
         load_config(SqueezeConfig, path)
-    elif top in ("krr_st", "random", "kcenter", "mkdt", "scdd"):
+    elif top in ("krr_st", "random", "kcenter", "mkdt", "scdd", "boost"):
         from distill.methods import get_method, method_config
         cfg = load_config(DistillConfig, path)
         method_config(get_method(cfg.method), cfg.params)

@@ -36,14 +36,18 @@ def label_subset(labels: torch.Tensor, fraction: float | None = None, per_class:
     return torch.sort(torch.cat(chosen)).values
 
 
-def balanced_indices(labels: torch.Tensor, total: int, seed: int = 0) -> torch.Tensor:
-    """``total`` indices spread as evenly as possible over the classes (the first classes get the rest)."""
+def balanced_indices(labels: torch.Tensor, total: int, seed: int = 0, fewer_classes: bool = False) -> torch.Tensor:
+    """``total`` indices spread as evenly as possible over the classes (the first classes get the rest).
+    With fewer indices than classes: refused, or with ``fewer_classes`` one image of each of ``total``
+    classes drawn at random."""
     labels = torch.as_tensor(labels).cpu()
     classes = [c for c in torch.unique(labels).tolist() if c >= 0]
-    if total < len(classes):
-        raise DataError(f"a class-balanced budget of {total} cannot cover {len(classes)} classes",
-                        fix=f"use a budget of at least {len(classes)}")
     g = torch.Generator().manual_seed(int(seed))
+    if total < len(classes):
+        if not fewer_classes:
+            raise DataError(f"a class-balanced budget of {total} cannot cover {len(classes)} classes",
+                            fix=f"use a budget of at least {len(classes)}")
+        classes = sorted(classes[i] for i in torch.randperm(len(classes), generator=g)[:total].tolist())
     base, extra = divmod(total, len(classes))
     out = []
     for i, c in enumerate(classes):

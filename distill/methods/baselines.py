@@ -119,7 +119,8 @@ class Herding(_Subset):
 
 @register_method
 class RandomLabelled(_Subset):
-    """Class-balanced random real images with their labels (no teacher, no targets)."""
+    """Class-balanced random real images with their labels (no teacher, no targets); with a budget below
+    the number of classes, one image of each of ``budget`` classes drawn at random."""
 
     name = "random_labelled"
     needs_teacher = False
@@ -130,7 +131,8 @@ class RandomLabelled(_Subset):
             from ..errors import DataError
             raise DataError(f"random_labelled needs labels, but {src.name}/{src.split} has none")
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen))
-        return balanced_indices(src.labels.cpu(), self.ctx.budget, seed).to(src.device)
+        # a budget below the class count: one image of each of `budget` random classes
+        return balanced_indices(src.labels.cpu(), self.ctx.budget, seed, fewer_classes=True).to(src.device)
 
     def export(self) -> DistilledSet:
         src = self.ctx.source
