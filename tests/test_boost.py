@@ -250,3 +250,22 @@ def test_a_boost_buffer_in_continual_learning():
     buf.post_adapt(type("A", (), {"model": model})(), exp)
     assert 0 < len(buf) <= buf.max_size and buf.bytes_used() <= buf.max_bytes
     assert set(buf.shares[0].labels.tolist()) == set(exp.classes_in_this_experience)
+
+
+def test_pixel_lr_scale_divides_by_the_terms_of_each_product():
+    from distill.methods import DistillContext
+    from distill.methods.boost import Boost
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    lrs = {}
+    for scale in ("parameter", "pixel"):
+        cfg = Config(**{**Boost_TINY, "net_init_steps": 0, "lr_scale": scale, "views": []})
+        m = Boost(cfg, DistillContext(source=src, teacher=teacher, budget=10, steps=1, device=torch.device("cpu")))
+        m.setup(fresh=False)
+        lrs[scale] = [g["lr"] for g in m.opt.param_groups]
+    assert lrs["parameter"] == [1e-2] * 4
+    u, v = m.plan.image_bases, m.plan.target_bases
+    mass_a, mass_c = float(m.a_img.abs().sum(1).mean()), float(m.t_c.abs().sum(1).mean())
+    unit = float(m.std.mean())
+    want = [1e-2 * unit / mass_a, 1e-2 * unit / u, 1e-2 / mass_c, 1e-2 / v]
+    assert lrs["pixel"] == pytest.approx(want, rel=1e-5)

@@ -67,6 +67,12 @@ class Config(KRRConfig):
     lr_images: float = 1.0e-3          # image bases and coefficients (or plain images)
     lr_targets: float = 1.0e-3         # representation bases and coefficients (or plain targets), stored view codes
     lr_nets: float = 1.0e-3
+    # parameter: every tensor's Adam lr is the lr as given. pixel: each factor's lr is divided by how many terms
+    # add up in the product (coefficients: by U or V; bases: by the mean sum of |coefficients| at the start), so a
+    # step moves a pixel (normalised units) or a target dimension by about the lr, as in KRR-ST. At lr 1e-2 and
+    # 60 CPU steps, parameter reached the lower outer loss (0.163 vs 0.188) but lets images leave [0, 1];
+    # docs/BENCHMARKS.md section 15
+    lr_scale: str = "parameter"
 
     def validate(self):
         super().validate()
@@ -75,6 +81,8 @@ class Config(KRRConfig):
         if bad or len(set(self.views)) != len(self.views):
             raise ConfigError(f"params.views {self.views} must be distinct names from {allowed}",
                               fix="e.g. views=[rot90,rot180,rot270], or views=[] for no predefined augmentation")
+        if self.lr_scale not in ("pixel", "parameter"):
+            raise ConfigError(f"params.lr_scale must be pixel or parameter, got '{self.lr_scale}'")
         if self.view_targets not in ("network", "stored"):
             raise ConfigError(f"params.view_targets must be network or stored, got '{self.view_targets}'")
         if self.net_activation not in ACTIVATIONS:
@@ -207,7 +215,8 @@ class Boost(KRRST):
             self.b_img = pca_bases(real, plan.image_bases).view(-1, src.channels, self.h, self.h).requires_grad_(True)
             low = F.interpolate(x0, size=(self.h, self.h), mode="area").flatten(1)
             self.a_img = project(low, self.b_img.detach().flatten(1)).requires_grad_(True)
-            groups.append(dict(params=[self.b_img, self.a_img], lr=cfg.lr_images))
+            lr_b, lr_a = self._factor_lrs(cfg.lr_images, self.a_img, unit=float(self.std.mean()))
+            groups += [dict(params=[self.b_img], lr=lr_b), dict(params=[self.a_img], lr=lr_a)]
             x0 = expand_bases(self.a_img.detach(), self.b_img.detach(), size)
         else:
             self.x = ((x0 - self.mean) / self.std).clone().requires_grad_(True)
@@ -218,7 +227,8 @@ class Boost(KRRST):
             reps = torch.cat([teacher.encode(src.float(i)) for i in pca_idx.split(512)])
             self.t_b = pca_bases(reps, plan.target_bases).requires_grad_(True)
             self.t_c = project(y0, self.t_b.detach()).requires_grad_(True)
-            groups.append(dict(params=[self.t_b, self.t_c], lr=cfg.lr_targets))
+            lr_b, lr_c = self._factor_lrs(cfg.lr_targets, self.t_c)
+            groups += [dict(params=[self.t_b], lr=lr_b), dict(params=[self.t_c], lr=lr_c)]
         else:
             self.y = y0.clone().requires_grad_(True)
             groups.append(dict(params=[self.y], lr=cfg.lr_targets))
@@ -228,11 +238,23 @@ class Boost(KRRST):
                 want = torch.stack([self._code_of(teacher.encode(t)) for t in view_images(x0, cfg.views).split(len(x0))[1:]])
             if cfg.view_targets == "stored":
                 self.v_codes = want.clone().requires_grad_(True)
-                groups.append(dict(params=[self.v_codes], lr=cfg.lr_targets))
+                groups.append(dict(params=[self.v_codes], lr=self._code_lr(cfg.lr_targets)))
             else:
                 self._init_networks(want, dev)
-                groups.append(dict(params=self._nets(), lr=cfg.lr_nets))
+                groups.append(dict(params=self._nets(), lr=self._code_lr(cfg.lr_nets)))
         return groups
+
+    def _factor_lrs(self, lr: float, coeffs: torch.Tensor, unit: float = 1.0) -> tuple[float, float]:
+        """(bases lr, coefficients lr) for a product ``coeffs @ bases`` whose entries should move by about
+        ``lr x unit`` per step (unit: the pixel size of one normalised unit for images)."""
+        if self.cfg.lr_scale == "parameter":
+            return lr, lr
+        mass = float(coeffs.detach().abs().sum(1).mean().clamp_min(1e-6))
+        return lr * unit / mass, lr * unit / coeffs.shape[1]
+
+    def _code_lr(self, lr: float) -> float:
+        """A code (coefficient vector) moves V terms of the target at once."""
+        return lr / self.plan.target_bases if self.cfg.lr_scale == "pixel" and self.plan.target_bases else lr
 
     def _code_of(self, y: torch.Tensor) -> torch.Tensor:
         return project(y, self.t_b.detach()) if self.plan.target_bases else y
