@@ -363,7 +363,8 @@ def distill_cmd(config_path, resume, print_config, overwrite, overrides):
         click.echo(f"stopped at step {res.steps}; checkpoint {res.path}")
         return
     last = f", final outer loss {res.history[-1]['loss']:.4g}" if res.history else ""
-    click.echo(f"wrote {res.path}: {cfg.method}, {len(res.set)} examples, {human_bytes(res.set.storage_bytes())} "
+    views = f" ({len(res.set) * res.set.num_views} with its views)" if res.set.views else ""
+    click.echo(f"wrote {res.path}: {cfg.method}, {len(res.set)} examples{views}, {human_bytes(res.set.storage_bytes())} "
                f"({res.set.image_equivalents():.1f} image-equivalents), {res.steps} steps{last} ({res.seconds:.0f}s)")
 
 
