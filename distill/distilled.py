@@ -19,7 +19,7 @@ lr                               scalar                  MKDT's learned learning
 
 Version 2 adds **predefined views** (Boost): the header key ``views`` =
 ``{"transforms": ["rot90", "rot180", "rot270"], "targets": "network" | "stored", "activation": "relu"}``
-declares K deterministic transforms (``data.augment.fixed_transform``) applied to every stored image.
+declares K deterministic transforms (``data.transforms.fixed_transform``) applied to every stored image.
 Each view has its own target. A target *code* is the coefficient vector when the targets are
 factorised (P = V) and the target itself otherwise (P = D); view k's code is either stored
 (``view_codes[k]``) or predicted from the base code by a two-layer MLP, the shift
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 import torch.nn.functional as F
 
+from .data.transforms import FIXED_TRANSFORMS, fixed_transform
 from .engine.record import Record, register_record, validate_image_spec
 from .errors import FileFormatError
 
@@ -51,6 +52,8 @@ TENSOR_FIELDS = ("images", "targets", "labels", "soft_labels", "image_bases", "i
                  "target_coeffs", "view_w1", "view_b1", "view_w2", "view_b2", "view_codes", "lr")
 VIEW_NET_FIELDS = ("view_w1", "view_b1", "view_w2", "view_b2")
 VIEW_TARGETS = ("network", "stored")
+#: transforms a view may declare: every fixed transform but the identity (which is the stored image itself)
+VIEW_TRANSFORMS = tuple(t for t in FIXED_TRANSFORMS if t != "identity")
 #: activations an approximation network may declare (the header names one; no code is stored)
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "identity": lambda x: x}
 MAX_CLASSES = 1_000_000
@@ -86,7 +89,6 @@ def expand_bases(coeffs: torch.Tensor, bases: torch.Tensor, size: int) -> torch.
 
 def view_images(images: torch.Tensor, transforms) -> torch.Tensor:
     """The images followed by each transform of them: (K + 1) N x C x H x W, view-major."""
-    from .data.augment import fixed_transform
     return torch.cat([images] + [fixed_transform(images, t) for t in transforms])
 
 
@@ -249,7 +251,6 @@ class DistilledSet(Record):
         return self
 
     def _validate_views(self, bad, n: int) -> None:
-        from .data.augment import FIXED_TRANSFORMS
         spec = self.meta.get("views")
         present = [k for k in (*VIEW_NET_FIELDS, "view_codes") if getattr(self, k) is not None]
         if spec is None:
@@ -259,10 +260,9 @@ class DistilledSet(Record):
         if not isinstance(spec, dict) or set(spec) - {"transforms", "targets", "activation"}:
             bad("header 'views' must be {transforms: [...], targets: network|stored, activation: ...}")
         ts = spec.get("transforms")
-        allowed = [t for t in FIXED_TRANSFORMS if t != "identity"]
         if (not isinstance(ts, list) or not ts or len(set(map(str, ts))) != len(ts)
-                or not all(isinstance(t, str) and t in allowed for t in ts)):
-            bad(f"header 'views.transforms' must be distinct names from {allowed}, got {str(ts)[:80]}")
+                or not all(isinstance(t, str) and t in VIEW_TRANSFORMS for t in ts)):
+            bad(f"header 'views.transforms' must be distinct names from {list(VIEW_TRANSFORMS)}, got {str(ts)[:80]}")
         kind = spec.get("targets")
         if kind not in VIEW_TARGETS:
             bad(f"header 'views.targets' must be one of {list(VIEW_TARGETS)}, got {str(kind)[:40]!r}")

@@ -6,15 +6,8 @@
 # same leaderboard with the same overrides) continues where a call stopped. Results go to $OUT/boost_lb.tgz.
 # TOY=1: a seconds-long run of every part on any device (the CPU check before a GPU call).
 set -u
-OUT=${OUT:-/tmp/gpu_boost_out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 SSDD_PROGRESS=0 SSDD_CACHE_DIR=${SSDD_CACHE_DIR:-/tmp/ssdd_cache}
-PY=${PY:-python3}
-if [ -z "${NO_WHEELS:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-fi
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; $PY -c "import torch; print(torch.__version__)"; date -u) > "$OUT/machine.txt"
-T() { local s=$1; shift; echo "== $(date -u +%T) $* (limit ${s}s)"; timeout "$s" "$@"; echo "== exit $?"; }
+OUT=${OUT:-/tmp/gpu_boost_out}
+. "$(dirname "$0")/gpu_env.sh"
 LB=${LB:-reports/leaderboard_boost_cifar100_gpu}
 SRC="sources.0.data={name: npz, root: .gpu/c100.npz}"
 TGT="targets=[{name: npz, root: .gpu/c100.npz}]"

@@ -4,13 +4,8 @@
 # `ssdd transfer` per architecture (each written and packed as it ends). Same wheels / data as gpu_boost.sh.
 # TOY=1: a seconds-long run on any device.
 set -u
-OUT=${OUT:-/tmp/gpu_xarch_out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 SSDD_PROGRESS=0 SSDD_CACHE_DIR=${SSDD_CACHE_DIR:-/tmp/ssdd_cache}
-PY=${PY:-python3}
-if [ -z "${NO_WHEELS:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-fi
+OUT=${OUT:-/tmp/gpu_xarch_out}
+. "$(dirname "$0")/gpu_env.sh"
 D=.gpu/boost_n100
 SETS="sets=[{label: random, path: $D/random.safetensors}, {label: random_labelled, path: $D/random-labelled.safetensors}, \
 {label: krr_st, path: $D/krr-st.safetensors}, {label: 'boost: + bases', path: $D/boost-bases.safetensors}, \

@@ -5,16 +5,9 @@
 # c100_squeeze.safetensors (the classifier). Results go to $OUT (one tar per part, written as each part ends).
 # TOY=1: a seconds-long run of every part on any device (the CPU check before a GPU call).
 set -u
-OUT=${OUT:-/tmp/gpu_scdd_out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 SSDD_PROGRESS=0 SSDD_CACHE_DIR=${SSDD_CACHE_DIR:-/tmp/ssdd_cache}
-PY=${PY:-python3}
-if [ -z "${NO_WHEELS:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-fi
+OUT=${OUT:-/tmp/gpu_scdd_out}
+. "$(dirname "$0")/gpu_env.sh"
 DEV=${DEV:-cuda}
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; $PY -c "import torch; print(torch.__version__)"; date -u) > "$OUT/machine.txt"
-T() { local s=$1; shift; echo "== $(date -u +%T) $* (limit ${s}s)"; timeout "$s" "$@"; echo "== exit $?"; }
 if [ -n "${TOY:-}" ]; then
   ITERS=2; STEPS=2; EPOCHS=1; SEEDS="[0]"; LB_T=600; BIG=""
 else

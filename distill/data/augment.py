@@ -6,7 +6,8 @@
   jitter, grayscale, optional blur and solarisation, per view).
 - :class:`DSA`: a differentiable (DSA-style) set of colour, crop, cutout, flip, scale and rotation,
   gradients flow to the input images (used on synthetic images).
-- :func:`fixed_transform`: deterministic transforms (rotations, flips) for predefined augmentation.
+- :func:`fixed_transform` (from ``transforms.py``, kornia-free): deterministic rotations and flips for
+  predefined augmentation.
 
 All randomness comes from torch's global generator, so a seeded run is reproducible.
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import kornia.augmentation as K
 import torch
 from torch import nn
+
+from .transforms import FIXED_TRANSFORMS, fixed_transform  # noqa: F401  (re-exported: the augmentation API)
 
 
 class CropFlip(nn.Module):
@@ -130,23 +133,3 @@ class DSA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.aug(x) if len(self.aug) else x
-
-
-FIXED_TRANSFORMS = ("identity", "rot90", "rot180", "rot270", "hflip", "vflip")
-
-
-def fixed_transform(x: torch.Tensor, name: str) -> torch.Tensor:
-    """A deterministic transform of an N x C x H x W batch (exact, differentiable)."""
-    if name == "identity":
-        return x
-    if name == "rot90":
-        return torch.rot90(x, 1, dims=(-2, -1))
-    if name == "rot180":
-        return torch.rot90(x, 2, dims=(-2, -1))
-    if name == "rot270":
-        return torch.rot90(x, 3, dims=(-2, -1))
-    if name == "hflip":
-        return torch.flip(x, dims=(-1,))
-    if name == "vflip":
-        return torch.flip(x, dims=(-2,))
-    raise ValueError(f"unknown fixed transform '{name}'; choose from {FIXED_TRANSFORMS}")

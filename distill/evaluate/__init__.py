@@ -162,6 +162,7 @@ def relabel_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bo
         if s is None:      # "no pre-training" has no images to train on
             continue
         clf = relabel_teacher(cfg, s, label)
+        m = s.materialize()    # factorised sets and views expanded once per set
         for seed in cfg.seeds:
             for tname, (train, test, tcfg) in targets.items():
                 if clf is not None and clf.num_classes != test.num_classes:
@@ -176,7 +177,6 @@ def relabel_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bo
                     seed_everything(seed)
                     student = create_model(cfg.arch, out_dim=test.num_classes, image_size=s.image_size,
                                            in_chans=s.channels, mean=s.mean, std=s.std).to(device)
-                    m = s.materialize()
                     acc = relabel_train(student, m.images, clf.model if clf is not None else None, kind, cfg.relabel,
                                         test, labels=m.labels, soft_labels=m.soft_labels, amp=cfg.amp,
                                         desc=f"relabel [{label}] {kind} seed {seed}")

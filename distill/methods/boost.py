@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..data.augment import FIXED_TRANSFORMS
-from ..distilled import ACTIVATIONS, DistilledSet, apply_view_networks, expand_bases, view_images
+from ..distilled import (ACTIVATIONS, VIEW_NET_FIELDS, VIEW_TARGETS, VIEW_TRANSFORMS, DistilledSet, apply_view_networks,
+                         expand_bases, view_images)
+from ..engine.loop import update
 from ..errors import ConfigError
 from .base import register_method
 from .krr_st import Config as KRRConfig
@@ -76,15 +77,14 @@ class Config(KRRConfig):
 
     def validate(self):
         super().validate()
-        allowed = [t for t in FIXED_TRANSFORMS if t != "identity"]
-        bad = [v for v in self.views if v not in allowed]
+        bad = [v for v in self.views if v not in VIEW_TRANSFORMS]
         if bad or len(set(self.views)) != len(self.views):
-            raise ConfigError(f"params.views {self.views} must be distinct names from {allowed}",
+            raise ConfigError(f"params.views {self.views} must be distinct names from {list(VIEW_TRANSFORMS)}",
                               fix="e.g. views=[rot90,rot180,rot270], or views=[] for no predefined augmentation")
         if self.lr_scale not in ("pixel", "parameter"):
             raise ConfigError(f"params.lr_scale must be pixel or parameter, got '{self.lr_scale}'")
-        if self.view_targets not in ("network", "stored"):
-            raise ConfigError(f"params.view_targets must be network or stored, got '{self.view_targets}'")
+        if self.view_targets not in VIEW_TARGETS:
+            raise ConfigError(f"params.view_targets must be one of {list(VIEW_TARGETS)}, got '{self.view_targets}'")
         if self.net_activation not in ACTIVATIONS:
             raise ConfigError(f"params.net_activation must be one of {sorted(ACTIVATIONS)}")
         for k in ("images", "image_bases", "target_bases", "net_init_steps"):
@@ -281,10 +281,7 @@ class Boost(KRRST):
             code = self._base_code().detach()
             opt = torch.optim.Adam(self._nets(), lr=1e-2)
             for _ in range(cfg.net_init_steps):
-                loss = F.mse_loss(apply_view_networks(code, *self._nets(), cfg.net_activation), want)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                update(F.mse_loss(apply_view_networks(code, *self._nets(), cfg.net_activation), want), opt)
 
     def view_codes(self) -> torch.Tensor:
         """K x M x P: the code of every view."""
@@ -333,6 +330,5 @@ class Boost(KRRST):
             if cfg.view_targets == "stored":
                 kw["view_codes"] = self.v_codes.detach().float()
             else:
-                kw.update({k: t.detach().float() for k, t in zip(("view_w1", "view_b1", "view_w2", "view_b2"),
-                                                                  self._nets())})
+                kw.update({k: t.detach().float() for k, t in zip(VIEW_NET_FIELDS, self._nets())})
         return DistilledSet(**kw, meta=meta)
