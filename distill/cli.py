@@ -27,10 +27,14 @@ class SSDDGroup(click.Group):
     """A click group that turns UserError into a clean message and loads plugin commands lazily."""
 
     def invoke(self, ctx):
+        import os
+        rank = int(os.environ.get("RANK", "0") or 0) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else 0
+        if rank:          # under torchrun only rank 0 prints results; the others' errors still reach stderr
+            sys.stdout = open(os.devnull, "w")
         try:
             return super().invoke(ctx)
         except UserError as e:
-            raise UserFacingError(e) from None
+            raise UserFacingError(UserError(f"rank {rank}: {e.what}", e.fix) if rank else e) from None
 
     def _plugins(self) -> dict:
         if not hasattr(self, "_plugin_eps"):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .config import resolved, to_dict
 from .data import ImageSet, load_source
 from .data.config import DataConfig
-from .engine import channels_last, resolve_device, seed_everything
+from .engine import channels_last, dist, resolve_device, seed_everything
 from .engine.device import autocast
 from .engine.loop import epoch_batches, update
 from .engine.record import Record, register_record
@@ -285,6 +285,9 @@ def train_experts(cfg: ExpertsConfig, resume: bool = True, stop_after: int | Non
     objects to use instead of ``cfg.data`` / ``cfg.teacher`` (the Python API, the leaderboard)."""
     t0 = time.time()
     cfg = resolved(cfg)
+    dist.init_distributed(cfg.device)
+    if dist.is_distributed() and cfg.workers == 1:   # torchrun: rank r of N trains the experts k % N == r
+        cfg.worker, cfg.workers = dist.rank(), dist.world_size()
     device = resolve_device(cfg.device)
     src = (source if source is not None else load_source(cfg.data, cfg.train_per_class, device)).to(device)
     teacher = (teacher if teacher is not None else Teacher.load(cfg.teacher)).to(device)
@@ -319,10 +322,11 @@ def train_experts(cfg: ExpertsConfig, resume: bool = True, stop_after: int | Non
         res = run_stage(stage, stage.steps, output=out, config=config, resume=resume and ckpt.exists(),
                         stop_after=stop_after, checkpoint_every=cfg.checkpoint_every * stage.steps_per_epoch,
                         log_every=cfg.log_every, mutable=mutable, desc=f"expert {k}", what="expert MSE",
-                        fix="lower lr", lines=not quiet, device=device, overwrite=True)
+                        fix="lower lr", lines=not quiet, device=device, overwrite=True, collective=False)
         if not res.finished:
-            return ExpertsResult(paths, trained, skipped, time.time() - t0)
+            break
         trained.append(k)
+    dist.barrier()      # under torchrun: every rank's experts are there (or stopped) when the command returns
     return ExpertsResult(paths, trained, skipped, time.time() - t0)
 
 

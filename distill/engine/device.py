@@ -19,12 +19,16 @@ AMP_CHOICES = ("auto", "bf16", "off")
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:1`` as given."""
+    """``auto`` -> CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:1`` as given (under
+    ``torchrun``, ``auto`` and ``cuda`` mean the GPU ``LOCAL_RANK``)."""
     if isinstance(spec, torch.device):
         return spec
+    from .dist import device_for_rank
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return device_for_rank(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if spec == "cuda" and torch.cuda.is_available():
+        return device_for_rank(torch.device("cuda"))     # under torchrun: this rank's GPU
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"device '{spec}' was asked for but CUDA is not available on this machine",

@@ -11,7 +11,9 @@ distillation, continual retraining. It owns what they must all get right the sam
 - the progress bar (with the loss), or plain log lines when bars are off and ``lines`` is set;
 - metric logging (a :class:`~.logging.MetricLogger`) and a per-step hook (checkpoints, snapshots).
 
-It is also the one place where a distributed wrapper will plug in.
+Under ``torchrun`` (:mod:`.dist`) it runs on every rank in lockstep; step functions return a
+loss that is already the same on every rank (e.g. all-reduced), so the NaN guard stops every rank
+at the same step, and only rank 0 shows a bar or log lines.
 """
 from __future__ import annotations
 
@@ -132,16 +134,23 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
     return res
 
 
-def update(loss: torch.Tensor, optimizer, scheduler=None, inputs: list | None = None, zero_grad: bool = True) -> None:
+def update(loss: torch.Tensor, optimizer, scheduler=None, inputs: list | None = None, zero_grad: bool = True,
+           sync: list | None = None) -> None:
     """One optimisation step: (zero the gradients,) back-propagate ``loss`` (into ``inputs`` only,
     when given), step the optimizer and the scheduler. ``fit`` uses it; so do step functions that
-    update inside a larger step (teacher training, a method's inner models)."""
+    update inside a larger step (teacher training, a method's inner models).
+
+    ``sync``: tensors whose gradients are averaged over ranks before the step (a no-op in one
+    process; :func:`~.dist.sync_grads`): the synthetic set of a method whose real batch is sharded."""
     if zero_grad:
         optimizer.zero_grad(set_to_none=True)
     if inputs is not None:
         loss.backward(inputs=inputs)
     else:
         loss.backward()
+    if sync:
+        from .dist import sync_grads
+        sync_grads(sync)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

@@ -8,6 +8,9 @@ from tqdm.auto import tqdm
 
 
 def progress_enabled() -> bool:
+    from .dist import is_main
+    if not is_main():          # one bar per run, from rank 0
+        return False
     flag = os.environ.get("SSDD_PROGRESS")
     if flag is not None:
         return flag not in ("0", "false", "no", "off")

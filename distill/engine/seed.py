@@ -23,6 +23,7 @@ def get_rng_state() -> dict:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda_current"] = torch.cuda.get_rng_state()   # this process's GPU (a rank's, under torchrun)
     return state
 
 
@@ -32,7 +33,11 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
     torch.set_rng_state(state["torch"].cpu().to(torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu().to(torch.uint8) for s in state["cuda"]])
+        from .dist import launched
+        if launched() and "cuda_current" in state:   # rank 0's stream continues on every rank's own GPU
+            torch.cuda.set_rng_state(state["cuda_current"].cpu().to(torch.uint8))
+        else:
+            torch.cuda.set_rng_state_all([s.cpu().to(torch.uint8) for s in state["cuda"]])
 
 
 def _tuplify(x):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from . import dist
 from .checkpoint import load_checkpoint, save_checkpoint
 from .files import remove_stale_temps
 from .logging import MetricLogger
@@ -139,7 +140,7 @@ def check_resumable(ckpt: Path, meta: dict, stage_name: str, config: dict, mutab
 
 def _gpu_hint(seconds: float, device, hint: str, what: str) -> None:
     """On a CPU, say so when a run will take hours: the presets in configs/ are sized for a GPU."""
-    if device is None or getattr(device, "type", str(device)) != "cpu" or seconds < 3600:
+    if device is None or getattr(device, "type", str(device)) != "cpu" or seconds < 3600 or not dist.is_main():
         return
     from .loop import format_seconds
     print(f"note: {what} will take about {format_seconds(seconds)} on this CPU; the settings look sized for a "
@@ -165,17 +166,24 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
               stop_after: int | None = None, checkpoint_every: int = 0, log_every: int = 10, save_every: int = 0,
               tensorboard: bool = False, mutable=(), desc: str | None = None, what: str = "loss",
               fix: str = "lower the learning rate", lines: bool = True, log_extra: dict | None = None,
-              device=None, cpu_hint: str = "", overwrite: bool = False) -> StageResult:
+              device=None, cpu_hint: str = "", overwrite: bool = False, collective: bool = True) -> StageResult:
     """Run ``stage`` for ``steps`` steps (see the module docstring).
 
     output None keeps everything in memory (no checkpoint, no log file). stop_after: stop after
     that many steps (0 included: right after setup), leaving a checkpoint to resume from.
+
+    Under ``torchrun`` (:mod:`.dist`) a ``collective`` stage runs on every rank in lockstep with
+    replicated random streams: only rank 0 writes the checkpoint, the metric log and the output,
+    every rank waits at a barrier after each checkpoint (so a kill never leaves ranks at different
+    checkpoints), and every rank resumes from rank 0's checkpoint. ``collective=False``: this
+    rank's own stage with its own output (an expert, a part of an SC-DD run); every rank writes.
     """
     t0 = time.time()
     in_memory = output is None
     out = Path(output) if output is not None else None
     ckpt = checkpoint_path(out) if out is not None else None
-    if out is not None:   # temp files of a write that a kill interrupted (e.g. a 126 MB checkpoint)
+    writes = not collective or dist.is_main()
+    if out is not None and writes:   # temp files of a write that a kill interrupted (e.g. a 126 MB checkpoint)
         for p in remove_stale_temps(out) + remove_stale_temps(ckpt):
             print(f"removed {p.name}, left by an interrupted write", flush=True)
     start = 0
@@ -194,13 +202,18 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
         stage.load_state_dict(state["stage"])
         set_rng_state(state["rng"])
         start = int(state["step"])
-        print(f"resumed {stage.name} from {ckpt} at step {start}/{steps}", flush=True)
+        if writes:
+            print(f"resumed {stage.name} from {ckpt} at step {start}/{steps}", flush=True)
     else:
         stage.setup(fresh=True)
 
     def write_checkpoint(step: int) -> None:
-        save_checkpoint(ckpt, {"stage": stage.state_dict(), "rng": get_rng_state(), "step": step},
-                        meta={"stage": stage.name, "config": config, "steps": steps, **(log_extra or {})})
+        state = stage.state_dict()     # every rank: a stage may gather its state with a collective
+        if writes:
+            save_checkpoint(ckpt, {"stage": state, "rng": get_rng_state(), "step": step},
+                            meta={"stage": stage.name, "config": config, "steps": steps, **(log_extra or {})})
+        if collective:
+            dist.barrier()
 
     def on_step(done: int, row) -> None:
         if in_memory or done >= steps:
@@ -208,14 +221,16 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
         if checkpoint_every and done % checkpoint_every == 0:
             write_checkpoint(done)
         if save_every and done % save_every == 0:
-            stage.snapshot(done).save(out.with_name(f"{out.stem}.step{done}.safetensors"))
+            snap = stage.snapshot(done)
+            if writes:
+                snap.save(out.with_name(f"{out.stem}.step{done}.safetensors"))
 
     end = steps if stop_after is None else max(start, min(steps, stop_after))
-    log = MetricLogger(out.with_suffix(".metrics.jsonl") if steps and not in_memory else None,
-                       out.parent / "tb" if tensorboard and not in_memory else None, append=resume)
+    log = MetricLogger(out.with_suffix(".metrics.jsonl") if steps and not in_memory and writes else None,
+                       out.parent / "tb" if tensorboard and not in_memory and writes else None, append=resume)
     try:
         res = fit(stage.step, steps, start=start, stop=end, desc=desc or stage.name, what=what, fix=fix, log=log,
-                  log_every=log_every, on_step=on_step, lines=lines and not in_memory,
+                  log_every=log_every, on_step=on_step, lines=lines and not in_memory and writes,
                   estimate_after=0 if in_memory else min(5, max(1, (end - start) // 20)),
                   on_estimate=lambda secs: _gpu_hint(secs, device, cpu_hint, desc or stage.name))
     finally:
@@ -228,9 +243,13 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
     record = stage.finish()
     path = None
     if not in_memory:
-        path = record.save(out)
-        if ckpt.exists():
-            ckpt.unlink()
+        if writes:
+            record.save(out)
+            if ckpt.exists():
+                ckpt.unlink()
+        if collective:
+            dist.barrier()      # the output exists for every rank once run_stage returns
+        path = out
     return StageResult(record, path, steps, time.time() - t0, res.history)
 
 

@@ -14,7 +14,7 @@ from ..config import to_dict
 from .config import EvalConfig, TargetConfig, list_protocols, load_eval_config
 from ..data import label_subset, load_dataset
 from ..distilled import DistilledSet
-from ..engine import resolve_device, seed_everything
+from ..engine import dist, resolve_device, seed_everything
 from ..errors import ConfigError, DataError
 from ..models import create_model
 from .knn import knn_accuracy
@@ -71,7 +71,9 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
                   write: bool = True, verbose: bool = True) -> EvalReport:
     """Evaluate each named set (``None`` = no pre-training) under ``cfg``; rows are per seed."""
     t0 = time.time()
+    dist.init_distributed(cfg.device)
     device = resolve_device(cfg.device)
+    verbose = verbose and dist.is_main()
     real = [s for s in sets.values() if s is not None]
     ref = real[0] if real else None
     for name, s in sets.items():
@@ -100,7 +102,7 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
              f"{cfg.linear.solver + ' ' + str(cfg.linear.steps) + ' steps' if cfg.linear.enabled else 'off'}. "
              f"Test accuracy (%) at the end of training, no checkpoint selection. Models pre-trained on a set "
              f"normalise inputs with the set's source statistics; the no-pre-training network with each target's own."]
-    if write:
+    if write and dist.is_main():
         rep = write_report(cfg.output, rows, keys, "set", ("target", "metric"), "Evaluation", notes,
                            {"config": to_dict(cfg), "seconds": round(time.time() - t0, 1)})
         return EvalReport(rows, rep["table"], rep["aggregate"], rep["paths"], time.time() - t0)
@@ -111,35 +113,50 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
 def pretrain_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bool, size: int, chans: int) -> list[dict]:
     """The SSL protocols (krrst, mkdt): per set and seed, pre-train on the set (or not, for None), then
     linear-probe and / or fine-tune on each target."""
-    rows = []
-    for label, s in sets.items():
-        mat = s.materialize() if s is not None else None
-        for seed in cfg.seeds:
-            if s is not None:   # a model pre-trained on the set normalises with the set's source statistics
-                seed_everything(seed)
-                model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=s.mean,
-                                     std=s.std).to(device)
-                if verbose:
-                    print(f"  pre-training on [{label}] ({len(mat)} examples), seed {seed} ...", flush=True)
-                pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
-            for tname, (train, test, tcfg) in targets.items():
-                if s is None:   # no pre-training: the same seeded network for every target, normalised with the
-                    seed_everything(seed)   # target's own statistics, so this row does not depend on its neighbours
-                    model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=train.mean,
-                                         std=train.std).to(device)
-                base = {"set": label, "arch": cfg.arch, "target": tname, "seed": seed}
-                if cfg.linear.enabled:
-                    for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp).items():
-                        rows.append({**base, "metric": metric_name("linear", frac), "acc": acc})
-                        if verbose:
-                            print(f"  {label:<24} seed {seed} {tname:<10} {metric_name('linear', frac):<12} {acc:6.2f}")
-                if cfg.finetune.enabled:
-                    acc = finetune(copy.deepcopy(model), train, test, cfg.finetune, tcfg.finetune_iterations, cfg.amp,
-                                   desc=f"fine-tune [{label}] {tname} seed {seed}")
-                    rows.append({**base, "metric": "finetune", "acc": acc})
+    jobs = [(label, seed) for label in sets for seed in cfg.seeds]
+    out: dict[int, list[dict]] = {}
+    mats: dict[str, object] = {}
+    for j, (label, seed) in enumerate(jobs):
+        if j % dist.world_size() != dist.rank():      # under torchrun: the (set, seed) jobs round-robin over ranks
+            continue
+        s = sets[label]
+        if s is not None and label not in mats:
+            mats[label] = s.materialize()
+        mat = mats.get(label)
+        rows = out.setdefault(j, [])
+        if s is not None:   # a model pre-trained on the set normalises with the set's source statistics
+            seed_everything(seed)
+            model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=s.mean,
+                                 std=s.std).to(device)
+            if verbose:
+                print(f"  pre-training on [{label}] ({len(mat)} examples), seed {seed} ...", flush=True)
+            pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
+        for tname, (train, test, tcfg) in targets.items():
+            if s is None:   # no pre-training: the same seeded network for every target, normalised with the
+                seed_everything(seed)   # target's own statistics, so this row does not depend on its neighbours
+                model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=train.mean,
+                                     std=train.std).to(device)
+            base = {"set": label, "arch": cfg.arch, "target": tname, "seed": seed}
+            if cfg.linear.enabled:
+                for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp).items():
+                    rows.append({**base, "metric": metric_name("linear", frac), "acc": acc})
                     if verbose:
-                        print(f"  {label:<24} seed {seed} {tname:<10} {'finetune':<12} {acc:6.2f}")
-    return rows
+                        print(f"  {label:<24} seed {seed} {tname:<10} {metric_name('linear', frac):<12} {acc:6.2f}")
+            if cfg.finetune.enabled:
+                acc = finetune(copy.deepcopy(model), train, test, cfg.finetune, tcfg.finetune_iterations, cfg.amp,
+                               desc=f"fine-tune [{label}] {tname} seed {seed}")
+                rows.append({**base, "metric": "finetune", "acc": acc})
+                if verbose:
+                    print(f"  {label:<24} seed {seed} {tname:<10} {'finetune':<12} {acc:6.2f}")
+    return gather_jobs(out)
+
+
+def gather_jobs(out: dict[int, list[dict]]) -> list[dict]:
+    """Every rank's rows by job number, in job order: the rows one process would have made."""
+    merged: dict[int, list[dict]] = {}
+    for part in dist.all_gather_objects(out):
+        merged.update(part)
+    return [row for j in sorted(merged) for row in merged[j]]
 
 
 def relabel_teacher(cfg: EvalConfig, s: DistilledSet, label: str):
@@ -157,34 +174,38 @@ def relabel_teacher(cfg: EvalConfig, s: DistilledSet, label: str):
 
 def relabel_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: bool) -> list[dict]:
     """SC-DD's protocol: per set, seed, target and labelling, a student from scratch (see evaluate.relabel)."""
-    rows = []
-    for label, s in sets.items():
-        if s is None:      # "no pre-training" has no images to train on
+    jobs = [(label, seed) for label, s in sets.items() if s is not None for seed in cfg.seeds]
+    out: dict[int, list[dict]] = {}
+    loaded: dict[str, tuple] = {}
+    for j, (label, seed) in enumerate(jobs):
+        if j % dist.world_size() != dist.rank():      # under torchrun: the (set, seed) jobs round-robin over ranks
             continue
-        clf = relabel_teacher(cfg, s, label)
-        m = s.materialize()    # factorised sets and views expanded once per set
-        for seed in cfg.seeds:
-            for tname, (train, test, tcfg) in targets.items():
-                if clf is not None and clf.num_classes != test.num_classes:
-                    raise DataError(f"the relabel teacher has {clf.num_classes} classes, target '{tname}' has "
-                                    f"{test.num_classes}", fix="relabel with a classifier squeezed on that source")
-                if s.labels is not None and int(s.labels.max()) >= test.num_classes:
-                    raise DataError(f"set '{label}' has labels up to {int(s.labels.max())}, target '{tname}' has "
-                                    f"{test.num_classes} classes", fix="evaluate a set on its own source")
-                for kind in cfg.relabel.labels:
-                    if kind == "hard" and s.labels is None:
-                        continue
-                    seed_everything(seed)
-                    student = create_model(cfg.arch, out_dim=test.num_classes, image_size=s.image_size,
-                                           in_chans=s.channels, mean=s.mean, std=s.std).to(device)
-                    acc = relabel_train(student, m.images, clf.model if clf is not None else None, kind, cfg.relabel,
-                                        test, labels=m.labels, soft_labels=m.soft_labels, amp=cfg.amp,
-                                        desc=f"relabel [{label}] {kind} seed {seed}")
-                    rows.append({"set": label, "arch": cfg.arch, "target": tname, "seed": seed,
-                                 "metric": f"relabel:{kind}", "acc": acc})
-                    if verbose:
-                        print(f"  {label:<24} seed {seed} {tname:<10} {'relabel:' + kind:<16} {acc:6.2f}", flush=True)
-    return rows
+        s = sets[label]
+        if label not in loaded:    # factorised sets and views expanded once per set
+            loaded[label] = (relabel_teacher(cfg, s, label), s.materialize())
+        clf, m = loaded[label]
+        rows = out.setdefault(j, [])
+        for tname, (train, test, tcfg) in targets.items():
+            if clf is not None and clf.num_classes != test.num_classes:
+                raise DataError(f"the relabel teacher has {clf.num_classes} classes, target '{tname}' has "
+                                f"{test.num_classes}", fix="relabel with a classifier squeezed on that source")
+            if s.labels is not None and int(s.labels.max()) >= test.num_classes:
+                raise DataError(f"set '{label}' has labels up to {int(s.labels.max())}, target '{tname}' has "
+                                f"{test.num_classes} classes", fix="evaluate a set on its own source")
+            for kind in cfg.relabel.labels:
+                if kind == "hard" and s.labels is None:
+                    continue
+                seed_everything(seed)
+                student = create_model(cfg.arch, out_dim=test.num_classes, image_size=s.image_size,
+                                       in_chans=s.channels, mean=s.mean, std=s.std).to(device)
+                acc = relabel_train(student, m.images, clf.model if clf is not None else None, kind, cfg.relabel,
+                                    test, labels=m.labels, soft_labels=m.soft_labels, amp=cfg.amp,
+                                    desc=f"relabel [{label}] {kind} seed {seed}")
+                rows.append({"set": label, "arch": cfg.arch, "target": tname, "seed": seed,
+                             "metric": f"relabel:{kind}", "acc": acc})
+                if verbose:
+                    print(f"  {label:<24} seed {seed} {tname:<10} {'relabel:' + kind:<16} {acc:6.2f}", flush=True)
+    return gather_jobs(out)
 
 
 def relabel_note(cfg: EvalConfig) -> str:

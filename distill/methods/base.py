@@ -65,6 +65,9 @@ class Method:
     uses_experts: bool = False
     #: reads an SC-DD classifier through ``params.classifier`` (scdd); the leaderboard fills it in
     uses_classifier: bool = False
+    #: under torchrun: False, every rank runs the one collective stage (KRR-ST, Boost, MKDT); True, the
+    #: method splits its work by ``params.worker`` / ``params.workers`` and :meth:`merge` joins the parts
+    splits_work: bool = False
 
     def __init__(self, cfg, ctx: DistillContext):
         self.cfg = cfg
@@ -74,6 +77,11 @@ class Method:
     def tiny_setup(cls, folder, source, teacher) -> dict:
         """Extra ``params`` for a tiny run on ``source`` (files the method reads, made in ``folder``)."""
         return {}
+
+    @classmethod
+    def merge(cls, parts: list[DistilledSet], where: list[str]) -> DistilledSet:
+        """The set one process writes, from the parts of a split run (``splits_work``)."""
+        raise NotImplementedError(f"{cls.name} does not split its work")
 
     def total_steps(self) -> int:
         """How many stage steps the run takes (default: ``steps``; SC-DD: batches x iterations)."""

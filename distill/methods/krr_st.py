@@ -18,6 +18,11 @@ counter is never reset, so once a slot has aged it is a fresh random network at 
 SGD step spent on a model about to be discarded). At the start every model is trained for a random number of steps in
 [1, pool_steps) so the pool spans training stages.
 
+Under ``torchrun`` every rank holds the same pool and synthetic set (same seeds): the real batch is
+drawn alike on every rank and sharded, each rank back-propagates its share of the loss, and the
+synthetic tensors' gradients are averaged over ranks before AdamW steps (one all-reduce of the
+set's size per step). The pool models' own steps are on the synthetic set, replicated.
+
 The images are optimised in normalised space (so the paper's learning rates apply unchanged) and
 exported in [0, 1] pixel space with the source's mean/std in the header.
 """
@@ -30,6 +35,7 @@ import torch.nn.functional as F
 
 from ..data.augment import CropFlip
 from ..distilled import DistilledSet
+from ..engine import dist
 from ..engine.device import autocast, channels_last
 from ..engine.loop import fit, update
 from ..engine.optim import linear_decay
@@ -170,13 +176,15 @@ class KRRST(Method):
                 estimate_after=min(10, len(plan)) if ctx.verbose else 0)
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A real batch (pixel space, augmented) and its teacher targets."""
+        """This rank's shard of a real batch (pixel space, augmented) and its teacher targets. The
+        global batch and its augmentation are drawn on every rank alike (replicated streams)."""
         src = self.ctx.source
         b = min(self.cfg.real_batch, len(src))
         idx = torch.randperm(len(src), device=src.device)[:b]
         x = src.float(idx)
         if self.augment is not None:
             x = self.augment(x)
+        x = x[dist.shard(b)]
         return x, self.ctx.teacher.encode(x)
 
     def step(self, step: int) -> dict[str, torch.Tensor]:
@@ -190,10 +198,13 @@ class KRRST(Method):
         with autocast(ctx.device, ctx.amp):
             f_s = model.body(x_s)
         y_hat = krr_predict(f_s, f_t, y_s, cfg.ridge)
-        loss = F.mse_loss(y_hat, y_t)
+        # this rank's share of the global batch's MSE (x 1 in one process): averaged over ranks, the shares
+        # and their gradients are the global batch's
+        loss = F.mse_loss(y_hat, y_t) * (len(y_t) * dist.world_size() / min(cfg.real_batch, len(ctx.source)))
         # gradients for the synthetic images and targets only: the pool model's weight gradients would be
         # computed and thrown away (its own step below starts from zeroed gradients)
-        update(loss, self.opt, self.sched, inputs=list(self.learnables().values()))
+        learn = list(self.learnables().values())
+        update(loss, self.opt, self.sched, inputs=learn, sync=learn)
         # the pool model moves on by one step, and is renewed at the end of its life
         if cfg.legacy_pool_reset and self.ages[i] >= cfg.pool_steps:
             # the reference code: a model that has had its pool_steps steps serves one outer step, is then
@@ -206,7 +217,7 @@ class KRRST(Method):
             if not cfg.legacy_pool_reset and self.ages[i] >= cfg.pool_steps:
                 self._reinit(i)
                 self.ages[i] = 0
-        return {"loss": loss.detach()}
+        return {"loss": dist.all_reduce_mean(loss.detach())}
 
     def export(self) -> DistilledSet:
         images = (self.x.detach() * self.std + self.mean).float()

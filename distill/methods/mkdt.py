@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..distilled import DistilledSet
+from ..engine import dist
 from ..engine.device import autocast
 from ..errors import ConfigError, NumericalError
 from .base import DistillContext, Method, register_method
@@ -289,17 +290,28 @@ class MKDT(_UsesExperts, Method):
                      torch.optim.SGD([self.lr], lr=cfg.lr_lr, momentum=cfg.momentum)]
         self.expert = int(torch.randint(0, len(trajs), (1,), generator=self.gen)) if cfg.single_expert else -1
 
-    def step(self, step: int) -> dict[str, torch.Tensor]:
-        cfg, dev = self.cfg, self.ctx.device
+    def draw(self) -> tuple[int, int, list[torch.Tensor]]:
+        """One iteration's expert, start epoch and synthetic minibatches (from the method's generator)."""
+        cfg = self.cfg
         k = self.expert if cfg.single_expert else int(torch.randint(0, len(self.rows), (1,), generator=self.gen))
         t = int(torch.randint(0, cfg.max_start_epoch, (1,), generator=self.gen))
+        return k, t, minibatches(len(self.x), cfg.batch_syn, cfg.syn_steps, self.gen)
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        cfg, dev = self.cfg, self.ctx.device
+        # under torchrun every rank draws one (expert, start epoch, minibatches) per rank, alike, and unrolls its
+        # own; the gradients are averaged over ranks, so an iteration matches N trajectories at once
+        draws = [self.draw() for _ in range(dist.world_size())]
+        k, t, batches = draws[dist.rank()]
         start = self.rows[k, t].to(device=dev, dtype=torch.float32)
         target = self.rows[k, t + cfg.expert_epochs].to(device=dev, dtype=torch.float32)
-        batches = [b.to(dev) for b in minibatches(len(self.x), cfg.batch_syn, cfg.syn_steps, self.gen)]
+        batches = [b.to(dev) for b in batches]
         for o in self.opts:
             o.zero_grad(set_to_none=True)
         loss = matching_backward(self.fp, start, target, self.x, self.y, self.lr, batches,
                                  checkpoint=cfg.checkpoint_unroll, amp=cfg.unroll_amp)
+        dist.sync_grads([self.x, self.y, self.lr])
+        loss = dist.all_reduce_mean(loss)
         if not torch.isfinite(loss):
             raise NumericalError(f"MKDT matching loss is {float(loss)} at iteration {step}",
                                  fix="lower params.lr_images / lr_targets / lr_lr")

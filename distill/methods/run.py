@@ -11,7 +11,7 @@ from ..config import resolved, to_dict
 from ..data import load_dataset
 from ..data.config import DataConfig
 from ..distilled import DistilledSet
-from ..engine import resolve_device, seed_everything
+from ..engine import dist, resolve_device, seed_everything
 from ..engine.device import amp_mode, describe_precision
 from ..engine.stage import Stage, checkpoint_path, run_stage
 from ..errors import ConfigError
@@ -125,7 +125,11 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
     """
     t0 = time.time()
     cfg = resolved(cfg)
+    dist.init_distributed(cfg.device)
     method_cls = get_method(cfg.method)
+    split = method_cls.splits_work and dist.is_distributed()
+    if split and int(cfg.params.get("workers", 1)) == 1:   # torchrun: rank r of N recovers the batches b % N == r
+        cfg.params = {**cfg.params, "worker": dist.rank(), "workers": dist.world_size()}
     params = method_config(method_cls, cfg.params)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
@@ -142,7 +146,7 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
         teacher.to(device)
         teacher.check_images(src.channels, src.image_size, f"{src.name}/{src.split}")
     steps = method_cls.default_steps if cfg.steps is None else cfg.steps
-    verbose = not quiet and bool(cfg.output)
+    verbose = not quiet and bool(cfg.output) and (split or dist.is_main())
     ctx = DistillContext(source=src, teacher=teacher, budget=cfg.budget, steps=steps, device=device,
                          seed=cfg.seed, amp=cfg.amp, class_conditional=cfg.class_conditional, verbose=verbose)
     stage = MethodStage(method_cls(params, ctx), cfg, teacher)
@@ -151,14 +155,45 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
         print(f"distill: {cfg.method} on {src.name}/{src.split} ({len(src)} images), budget {cfg.budget}, "
               f"{steps} steps{f' ({total} in all)' if total != steps else ''}, device {device}, "
               f"{describe_precision(device, cfg.amp)}", flush=True)
-    res = run_stage(stage, total, output=cfg.output or None, config=to_dict(cfg), resume=resume, stop_after=stop_after,
+    output = cfg.output or None
+    if split and output:
+        output = str(part_path(output, dist.rank(), dist.world_size()))
+        if resume and Path(output).exists() and not checkpoint_path(output).exists():
+            resume = False      # this rank's part was finished before the interruption: it is made again
+    res = run_stage(stage, total, output=output, config=to_dict(cfg), resume=resume, stop_after=stop_after,
                     checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, save_every=cfg.save_every,
                     tensorboard=cfg.tensorboard, mutable=tuple("params." + k for k in method_cls.resume_mutable),
                     desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets",
-                    device=device, overwrite=overwrite,
+                    device=device, overwrite=overwrite or split, collective=not split,
                     cpu_hint="For a CPU run use a *_cpu.yaml preset (e.g. configs/krr_st/cifar100_cpu.yaml) or "
                              "lower steps= and params.* (see `ssdd distill --print-config`).")
+    if split:
+        return _merge_split(method_cls, cfg, res, t0)
     return DistillResult(res.record, res.path, res.steps, time.time() - t0, res.history)
+
+
+def part_path(output: str | Path, rank: int, world: int) -> Path:
+    """Where rank ``rank`` of a split run (SC-DD under torchrun) writes its part."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.part{rank}of{world}.safetensors")
+
+
+def _merge_split(method_cls, cfg: DistillConfig, res, t0: float) -> DistillResult:
+    """Every rank has written its part (or stopped early); rank 0 joins them into ``cfg.output``."""
+    finished = all(dist.all_gather_objects(res.finished))
+    dist.barrier()
+    if not finished or not cfg.output:
+        return DistillResult(None, res.path, res.steps, time.time() - t0, res.history)
+    merged = None
+    if dist.is_main():
+        paths = [part_path(cfg.output, r, dist.world_size()) for r in range(dist.world_size())]
+        merged = method_cls.merge([DistilledSet.load(p) for p in paths], [str(p) for p in paths])
+        merged.validate("merged set").save(cfg.output)
+        for p in paths:
+            p.unlink()
+        print(f"merged {len(paths)} parts into {cfg.output}", flush=True)
+    dist.barrier()
+    return DistillResult(merged, Path(cfg.output), res.steps, time.time() - t0, res.history)
 
 
 __all__ = ["DistillConfig", "DistillResult", "MethodStage", "checkpoint_path", "run_distillation"]

@@ -125,6 +125,11 @@ class SCDD(Method):
     uses_classifier = True
     tiny_params = {"class_batch": 5, "squeeze_epochs": 2, "lr": 0.1}
     resume_mutable = ()
+    splits_work = True
+
+    @classmethod
+    def merge(cls, parts: list[DistilledSet], where: list[str]) -> DistilledSet:
+        return merge_parts(parts, where)
 
     def __init__(self, cfg: Config, ctx: DistillContext):
         super().__init__(cfg, ctx)

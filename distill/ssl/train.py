@@ -14,7 +14,7 @@ from ..config import resolved, to_dict
 from ..data import load_dataset
 from ..data.augment import SSLViews, ViewConfig
 from ..data.config import DataConfig
-from ..engine import autocast, channels_last, resolve_device, seed_everything
+from ..engine import autocast, channels_last, dist, resolve_device, seed_everything
 from ..engine.device import describe_precision, full_precision
 from ..engine.loop import epoch_batches, update
 from ..engine.optim import build_optimizer, param_groups, warmup_cosine
@@ -70,6 +70,7 @@ class TeacherConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 10
     knn_k: int = 200
+    sync_bn: bool = True                  # under torchrun: BatchNorm statistics over the global batch
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"                     # auto | bf16 | off (bf16 on CUDA and on CPUs with bf16 units)
@@ -105,12 +106,27 @@ def _views(cfg: TeacherConfig, size: int) -> SSLViews:
     return SSLViews(size, mk[0], mk[1])
 
 
+class TwoViews(torch.nn.Module):
+    """Backbone + projector applied to both views in one forward (one DDP forward per step)."""
+
+    def __init__(self, backbone, proj):
+        super().__init__()
+        self.backbone, self.proj = backbone, proj
+
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.proj(self.backbone.embed(v1)), self.proj(self.backbone.embed(v2))
+
+
 class TeacherStage(Stage):
-    """One SSL optimizer step per stage step; an epoch is ``len(train) // batch_size`` steps."""
+    """One SSL optimizer step per stage step; an epoch is ``len(train) // batch_size`` steps.
+
+    Under ``torchrun``: every rank draws and augments the same global batch, keeps its shard, and the
+    model is DDP (optionally with SyncBatchNorm); the loss is the global batch's (``gather_distributed``),
+    so N processes take the step one process takes on the whole batch."""
 
     name = "teacher"
     #: keys that only affect the k-NN check at the end
-    mutable = ("test_split", "knn_k")
+    mutable = ("test_split", "knn_k", "sync_bn")
 
     def __init__(self, cfg: TeacherConfig, train, device: torch.device):
         self.cfg, self.train, self.device = cfg, train, device
@@ -121,6 +137,10 @@ class TeacherStage(Stage):
         self.proj = projector(self.backbone.feature_dim, cfg.projector_hidden, cfg.projector_dim, layers)
         self.backbone = channels_last(self.backbone, device, cfg.amp)
         self.proj = self.proj.to(device)
+        if cfg.sync_bn:
+            self.backbone = dist.convert_sync_batchnorm(self.backbone, device)
+            self.proj = dist.convert_sync_batchnorm(self.proj, device)
+        self.net = dist.wrap_ddp(TwoViews(self.backbone, self.proj), device)
         self.views = _views(cfg, train.image_size)
         self.batches = epoch_batches(len(train), cfg.batch_size, device, drop_last=True, cpu_perm=True)
         self.steps_per_epoch = self.batches.steps_per_epoch
@@ -134,21 +154,20 @@ class TeacherStage(Stage):
     def loss_fn(self, z1, z2):
         cfg = self.cfg
         if cfg.ssl == "barlow_twins":
-            return cfg.loss_scale * barlow_twins_loss(z1, z2, cfg.lambd)
-        return cfg.loss_scale * nt_xent_loss(z1, z2, cfg.temperature)
+            return cfg.loss_scale * barlow_twins_loss(z1, z2, cfg.lambd, gather_distributed=True)
+        return cfg.loss_scale * nt_xent_loss(z1, z2, cfg.temperature, gather_distributed=True)
 
     def step(self, i: int):
-        self.backbone.train()
-        self.proj.train()
+        self.net.train()
         x = self.train.float(self.batches(i))
-        v1, v2 = self.views(x)
+        v1, v2 = self.views(x)                 # the global batch, the same on every rank
+        part = dist.shard(len(x))
         with autocast(self.device, self.cfg.amp):
-            z1 = self.proj(self.backbone.embed(v1))
-            z2 = self.proj(self.backbone.embed(v2))
+            z1, z2 = self.net(v1[part], v2[part])
             with full_precision(self.device):
                 loss = self.loss_fn(z1.float(), z2.float())
         update(loss, self.opt, self.sched)
-        return {"loss": loss.detach()}
+        return {"loss": dist.all_reduce_mean(loss.detach())}
 
     def state_dict(self) -> dict:
         return {"backbone": self.backbone.state_dict(), "projector": self.proj.state_dict(),
@@ -193,6 +212,7 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
     """
     t0 = time.time()
     cfg = resolved(cfg)
+    dist.init_distributed(cfg.device)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     d = cfg.data
@@ -202,8 +222,10 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
                         fix="lower batch_size")
     stage = TeacherStage(cfg, train, device)
     spe = stage.steps_per_epoch
-    print(f"teacher: {cfg.ssl} {cfg.backbone} on {d.name}/{d.split} ({len(train)} images), {cfg.epochs} epochs x "
-          f"{spe} steps, device {device}, {describe_precision(device, cfg.amp)}", flush=True)
+    if dist.is_main():
+        procs = f", {dist.world_size()} processes (batch {cfg.batch_size} split)" if dist.is_distributed() else ""
+        print(f"teacher: {cfg.ssl} {cfg.backbone} on {d.name}/{d.split} ({len(train)} images), {cfg.epochs} epochs x "
+              f"{spe} steps, device {device}{procs}, {describe_precision(device, cfg.amp)}", flush=True)
     res = run_stage(stage, stage.steps, output=cfg.output, config=to_dict(cfg), resume=resume,
                     stop_after=None if stop_after is None else stop_after * spe,
                     checkpoint_every=cfg.checkpoint_every * spe, log_every=spe, tensorboard=cfg.tensorboard,
@@ -216,5 +238,6 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
     teacher = res.record
     out = Path(cfg.output)
     summary = {k: v for k, v in teacher.meta.items() if k != "config"}
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    if dist.is_main():
+        out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     return TeacherResult(teacher, res.path, teacher.meta.get("knn_top1"), time.time() - t0, res.history)

@@ -1,0 +1,109 @@
+"""Scenarios that tests/test_distributed.py runs in one process and under ``torchrun`` (gloo, CPU).
+
+    python tests/dist_scenarios.py SCENARIO OUT             # one process
+    torchrun --nproc_per_node 2 tests/dist_scenarios.py SCENARIO OUT
+
+Each scenario takes a few steps of a real stage on a tiny problem and rank 0 writes the tensors it
+ended with to OUT (safetensors); every rank also appends the files it renamed into place (atomic
+writes) to OUT.rank<r>.writes, so a test can check who wrote what.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.engine import dist  # noqa: E402
+from tests.helpers import small_source, tiny_teacher  # noqa: E402
+
+
+def _record_writes(out: Path) -> None:
+    """Log every atomic rename (the toolkit writes files only through them) to a per-rank file."""
+    real = os.replace
+    log = Path(f"{out}.rank{dist.rank()}.writes")
+
+    def replace(src, dst, *a, **k):
+        with open(log, "a") as f:
+            f.write(f"{dst}\n")
+        return real(src, dst, *a, **k)
+    os.replace = replace
+
+
+def teacher_step(out: Path, ssl: str, steps: int = 2) -> dict:
+    from distill.data.config import DataConfig
+    from distill.engine import seed_everything
+    from distill.ssl.train import TeacherConfig, TeacherStage
+    seed_everything(0)
+    src = small_source(8)                       # 80 images
+    cfg = TeacherConfig(data=DataConfig(name="sample"), backbone="convnet-d2-w8-bn", ssl=ssl, projector_hidden=32,
+                        projector_dim=16, batch_size=16, epochs=1, warmup_epochs=0, device="cpu", amp="off",
+                        optimizer="sgd", lr=0.5)
+    stage = TeacherStage(cfg, src, torch.device("cpu"))
+    stage.setup()
+    losses = [float(stage.step(i)["loss"]) for i in range(steps)]
+    tensors = {f"backbone.{k}": v for k, v in stage.backbone.state_dict().items()}
+    tensors.update({f"proj.{k}": v for k, v in stage.proj.state_dict().items()})
+    tensors["losses"] = torch.tensor(losses)
+    return tensors
+
+
+def krrst_step(out: Path, method: str = "krr_st", steps: int = 3) -> dict:
+    from distill.engine import seed_everything
+    from distill.methods.base import DistillContext, get_method, method_config
+    seed_everything(0)
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    cls = get_method(method)
+    params = {**cls.tiny_params, "real_batch": 30, "augment_real": True}
+    ctx = DistillContext(source=src, teacher=teacher, budget=10, steps=steps, device=torch.device("cpu"), seed=0,
+                         amp="off")
+    m = cls(method_config(cls, params), ctx)
+    m.setup()
+    losses = [float(m.step(i)["loss"]) for i in range(steps)]
+    tensors = {k: v.detach().clone() for k, v in m.learnables().items()}
+    tensors["losses"] = torch.tensor(losses)
+    return tensors
+
+
+def gather_grads(out: Path) -> dict:
+    """Differentiable all_gather / all_reduce: gradients equal those of the whole batch in one process."""
+    torch.manual_seed(0)
+    x = torch.randn(10, 4, dtype=torch.float64)
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    part = dist.shard(len(x))
+    z = x[part] @ w
+    everyone = dist.all_gather(z, grad=True)
+    loss = (everyone.sin().sum() * dist.all_reduce_sum(z.pow(2).sum(), grad=True)) / dist.world_size()
+    loss.backward()
+    dist.sync_grads([w], op="sum")
+    return {"grad": w.grad, "loss": dist.all_reduce_sum(loss.detach())}
+
+
+SCENARIOS = {
+    "teacher_simclr": lambda out: teacher_step(out, "simclr"),
+    "teacher_barlow": lambda out: teacher_step(out, "barlow_twins"),
+    "krrst": lambda out: krrst_step(out, "krr_st"),
+    "boost": lambda out: krrst_step(out, "boost"),
+    "gather_grads": gather_grads,
+}
+
+
+def main() -> None:
+    name, out = sys.argv[1], Path(sys.argv[2])
+    os.environ.setdefault("SSDD_PROGRESS", "0")
+    torch.set_num_threads(1)
+    dist.init_distributed("cpu")
+    _record_writes(out)
+    tensors = SCENARIOS[name](out)
+    if dist.is_main():
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out))
+    dist.barrier()
+
+
+if __name__ == "__main__":
+    main()
