@@ -84,7 +84,71 @@ def gather_grads(out: Path) -> dict:
     return {"grad": w.grad, "loss": dist.all_reduce_sum(loss.detach())}
 
 
+def equivalence(out: Path) -> dict:
+    """One optimizer step's worth of each stage whose step is split over ranks (for the 2 == 1 test)."""
+    tensors = {}
+    for name, fn in (("simclr", lambda: teacher_step(out, "simclr")), ("barlow", lambda: teacher_step(out, "barlow_twins")),
+                     ("krrst", lambda: krrst_step(out, "krr_st")), ("boost", lambda: krrst_step(out, "boost")),
+                     ("gather", lambda: gather_grads(out))):
+        tensors.update({f"{name}.{k}": v for k, v in fn().items()})
+    return tensors
+
+
+def _distill_cfg(folder: Path, name: str, method: str = "krr_st", steps: int = 6, **params):
+    from distill.methods.base import get_method
+    from distill.methods.run import DistillConfig
+    cls = get_method(method)
+    return DistillConfig(method=method, budget=10, steps=steps, seed=0, device="cpu", amp="off", checkpoint_every=2,
+                         output=str(folder / name), params={**cls.tiny_params, **params})
+
+
+def run_resume(out: Path) -> dict:
+    """KRR-ST through the stage driver: uninterrupted (a), and stopped at step 3 then resumed (b)."""
+    from distill.methods.run import run_distillation
+    folder = Path(f"{out}.d")
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    kw = dict(teacher=teacher, source=src, quiet=True)
+    a = run_distillation(_distill_cfg(folder, "a.safetensors", real_batch=30), **kw)
+    stopped = run_distillation(_distill_cfg(folder, "b.safetensors", real_batch=30), stop_after=3, **kw)
+    assert stopped.set is None and stopped.steps == 3
+    b = run_distillation(_distill_cfg(folder, "b.safetensors", real_batch=30), resume=True, **kw)
+    return {"a.images": a.set.images, "a.targets": a.set.targets, "b.images": b.set.images, "b.targets": b.set.targets}
+
+
+def split_work(out: Path) -> dict:
+    """The stages that split work over ranks: SC-DD recover (parts merged), experts, evaluation jobs."""
+    from distill.evaluate import evaluate_sets
+    from distill.evaluate.config import EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig, TargetConfig
+    from distill.experts import ExpertsConfig, Trajectory, expert_path, train_experts
+    from distill.methods.run import run_distillation
+    folder = Path(f"{out}.d")
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    scdd = run_distillation(_distill_cfg(folder, "scdd.safetensors", "scdd", steps=3), teacher=teacher, source=src,
+                            quiet=True)
+    ecfg = ExpertsConfig(teacher="<in memory>", arch="convnet-d2-w8-in", experts=2, epochs=2, batch_size=16,
+                         device="cpu", output=str(folder / "experts"))
+    train_experts(ecfg, source=src, teacher=teacher, quiet=True)
+    experts = torch.stack([Trajectory.load(expert_path(ecfg.output, k)).params for k in range(2)])
+    train, test = small_source(5), small_source(3, split="test")
+    ecfg = EvalConfig(arch="convnet-d2-w8-bn", pretrain=PretrainConfig(epochs=1),
+                      finetune=FinetuneConfig(iterations=2, batch_size=16), linear=LinearConfig(steps=3),
+                      seeds=[0, 1], output=str(folder / "eval"), device="cpu", amp="off")
+    from distill.distilled import DistilledSet
+    x = src.float()[:10]
+    meta = dict(method="random", source="sample", image_size=32, channels=3, mean=list(src.mean), std=list(src.std))
+    s = DistilledSet(images=x, targets=teacher.encode(x), meta=meta)
+    rep = evaluate_sets({"a": s, "none": None}, ecfg, targets={"sample": (train, test, TargetConfig())}, verbose=False)
+    accs = torch.tensor([r["acc"] for r in rep.rows], dtype=torch.float64)
+    return {"scdd.images": scdd.set.images if scdd.set is not None else DistilledSet.load(scdd.path).images,
+            "experts": experts, "eval.acc": accs, "eval.seeds": torch.tensor([r["seed"] for r in rep.rows])}
+
+
 SCENARIOS = {
+    "equivalence": equivalence,
+    "run_resume": run_resume,
+    "split_work": split_work,
     "teacher_simclr": lambda out: teacher_step(out, "simclr"),
     "teacher_barlow": lambda out: teacher_step(out, "barlow_twins"),
     "krrst": lambda out: krrst_step(out, "krr_st"),
