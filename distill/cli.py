@@ -253,6 +253,8 @@ _OVERRIDES = click.argument("overrides", nargs=-1)
 
 
 _OVERWRITE = click.option("--overwrite", is_flag=True, help="replace an existing output made by another config")
+_TIME_LIMIT = click.option("--time-limit", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                           help="stop after the step that crosses SECONDS, leaving a checkpoint (continue with --resume)")
 
 
 @cli.command()
@@ -260,8 +262,9 @@ _OVERWRITE = click.option("--overwrite", is_flag=True, help="replace an existing
 @click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
 @click.option("--print-config", is_flag=True, help="print the merged config and exit")
 @_OVERWRITE
+@_TIME_LIMIT
 @_OVERRIDES
-def teacher(config_path, resume, print_config, overwrite, overrides):
+def teacher(config_path, resume, print_config, overwrite, time_limit, overrides):
     """Train a self-supervised teacher (Barlow Twins / SimCLR).  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
     from .ssl import TeacherConfig, train_teacher
@@ -269,7 +272,10 @@ def teacher(config_path, resume, print_config, overwrite, overrides):
     if print_config:
         click.echo(to_yaml(cfg))
         return
-    res = train_teacher(cfg, resume=resume, overwrite=overwrite)
+    res = train_teacher(cfg, resume=resume, overwrite=overwrite, time_limit=time_limit)
+    if res is None:
+        click.echo(f"stopped; continue with --resume (checkpoint beside {cfg.output})")
+        return
     knn = f", k-NN top-1 {res.knn_top1:.2f}% on {cfg.data.name}/{cfg.test_split}" if res.knn_top1 is not None else ""
     click.echo(f"wrote {res.path}: {res.teacher.describe()}{knn} ({res.seconds:.0f}s)")
 
@@ -351,8 +357,9 @@ def merge(parts, output):
 @click.option("--resume", is_flag=True, help="continue from the checkpoint beside the output")
 @click.option("--print-config", is_flag=True, help="print the merged config and exit")
 @_OVERWRITE
+@_TIME_LIMIT
 @_OVERRIDES
-def distill_cmd(config_path, resume, print_config, overwrite, overrides):
+def distill_cmd(config_path, resume, print_config, overwrite, time_limit, overrides):
     """Distil a dataset into a set file (any registered method: krr_st, mkdt, random, ...).  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
     from .distilled import human_bytes
@@ -362,7 +369,7 @@ def distill_cmd(config_path, resume, print_config, overwrite, overrides):
     if print_config:
         click.echo(to_yaml(cfg))
         return
-    res = run_distillation(cfg, resume=resume, overwrite=overwrite)
+    res = run_distillation(cfg, resume=resume, overwrite=overwrite, time_limit=time_limit)
     if res.set is None:
         click.echo(f"stopped at step {res.steps}; checkpoint {res.path}")
         return

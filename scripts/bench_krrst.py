@@ -3,6 +3,7 @@
 
     python scripts/bench_krrst.py --device cpu --steps 3            # this machine
     python scripts/bench_krrst.py --device cuda --steps 50          # a GPU
+    python scripts/bench_krrst.py --reference .ref/selfsup_dd ...  # and the authors' code, same run
 
 ``--compare-backward`` interleaves this release's outer backward (into the synthetic images and
 targets only) with release 0.1's (which also computed the pool model's weight gradients), on the
@@ -48,6 +49,9 @@ def main():
     ap.add_argument("--compare-backward", action="store_true",
                     help="interleave steps whose outer backward reaches only images and targets (this release) with "
                          "steps that also compute the pool model's weight gradients (release 0.1), same state")
+    ap.add_argument("--reference", default=None,
+                    help="folder of the KRR-ST authors' code (db-Lee/selfsup_dd, kept out of git): time its outer step "
+                         "in the same run, same settings, and report the ratio")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
     args = ap.parse_args()
@@ -73,8 +77,8 @@ def main():
     import distill.methods.krr_st as krr_mod
     new_update = krr_mod.update
 
-    def full_backward(loss, opt, sched=None, inputs=None, zero_grad=True):   # release 0.1: loss.backward()
-        return new_update(loss, opt, sched, None, zero_grad)
+    def full_backward(loss, opt, sched=None, inputs=None, zero_grad=True, **kw):   # release 0.1: loss.backward()
+        return new_update(loss, opt, sched, None, zero_grad, **kw)
 
     times, times_full = [], []
     for s in range(args.warmup + args.steps):
@@ -98,7 +102,66 @@ def main():
               if args.compare_backward else {}),
            "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    if args.reference:
+        ref = reference_steps(args, src, device)
+        res.update(ref)
+        res["reference_over_ours"] = round(ref["reference_median_s_per_step"] / res["median_s_per_step"], 3)
     emit_row(res, args.json)
+
+
+def reference_steps(args, src, device) -> dict:
+    """The reference implementation's outer step (its ModelPool and algorithms/distill.run), fp32 as it
+    is written, on the same data, N, real batch, pool architecture, teacher architecture and augmentation."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from distill.data.augment import CropFlip
+    root = Path(args.reference)
+    if not (root / "model_pool.py").exists():
+        raise SystemExit(f"--reference {root}: no model_pool.py there (clone db-Lee/selfsup_dd into it)")
+    sys.path.insert(0, str(root))
+    from algorithms import distill as ref_distill   # noqa: E402  (the reference's own modules)
+    from model_pool import ModelPool
+    from models.wrapper import get_model
+    parts = args.pool_arch.split("-")
+    if parts[0] != "convnet" or parts[-1] not in ("bn", "in"):
+        raise SystemExit(f"--reference supports convnet-W1-W2-...-bn|in pool architectures, not {args.pool_arch}")
+    ns = SimpleNamespace(online_iteration=1000, num_models=10, train_model="convnet_" + "_".join(parts[1:]),
+                         online_opt="sgd", online_lr=0.1, online_wd=1e-3, img_shape=(3, 32, 32),
+                         num_pretrain_classes=512, outer_grad_norm=0.0)
+    seed_everything(0)
+    target = get_model(args.teacher, ns.img_shape, 512)
+    target.fc = torch.nn.Identity()
+    target = target.to(device)
+    pool = ModelPool(ns, device)
+    mean = torch.tensor(src.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(src.std, device=device).view(1, -1, 1, 1)
+    idx = torch.randperm(len(src), device=device)[:args.budget]
+    x_syn = ((src.float(idx) - mean) / std).clone().requires_grad_(True)
+    y_syn = torch.randn(args.budget, 512, device=device).requires_grad_(True)
+    outer_opt = torch.optim.AdamW([x_syn, y_syn], lr=1e-4, weight_decay=0.0)
+    aug = CropFlip(32, 4)
+
+    def batches():
+        while True:
+            b = torch.randperm(len(src), device=device)[:args.real_batch]
+            yield (src.float(b) - mean) / std, None
+    it = batches()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for s in range(args.warmup + args.steps):
+        t = time.perf_counter()
+        loss = float(ref_distill.run(ns, device, target, pool, outer_opt, it, aug, x_syn, y_syn))
+        times.append(time.perf_counter() - t)
+        print(f"reference step {s}: {times[-1]:.3f}s loss {loss:.4f}", flush=True)
+    timed = times[args.warmup:]
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    return {"reference": "db-Lee/selfsup_dd (fp32, as written)", "reference_median_s_per_step": round(statistics.median(timed), 4),
+            "reference_peak_memory_gib": round(peak, 3)}
 
 
 if __name__ == "__main__":

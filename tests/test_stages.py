@@ -122,3 +122,15 @@ def test_config_differences():
     new = {"budget": 10, "log_every": 9, "data": {"root": "/b", "name": "y"}, "amp": "auto", "extra": 1}
     assert config_differences(old, new) == [("data.name", "x", "y"), ("extra", "<absent>", 1)]
     assert config_differences(old, new, mutable=("data", "extra")) == []
+
+
+def test_a_time_limit_stops_with_a_checkpoint_and_resumes_bit_identically(tmp_path):
+    src = small_source(6)
+    teacher = tiny_teacher(source=src)
+    full = run_distillation(_distill_cfg(tmp_path / "full", "krr_st", steps=6), teacher=teacher, source=src)
+    split = _distill_cfg(tmp_path / "split", "krr_st", steps=6, checkpoint_every=0)
+    part = run_distillation(split, teacher=teacher, source=src, time_limit=0)   # stops after the first step
+    assert part.set is None and part.steps == 1 and part.path.exists()
+    assert load_checkpoint(part.path)["step"] == 1
+    resumed = run_distillation(split, teacher=teacher, source=src, resume=True)
+    _same_tensors(full.set, resumed.set)

@@ -54,7 +54,8 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
         desc: str = "train", what: str = "training loss", fix: str = "lower the learning rate",
         log=None, log_every: int | Callable[[int], bool] = 50, on_step: Callable[[int, dict | None], None] | None = None,
         lines: bool = False, backward_inputs: Callable[[], list] | None = None,
-        estimate_after: int = 0, on_estimate: Callable[[float], None] | None = None) -> FitResult:
+        estimate_after: int = 0, on_estimate: Callable[[float], None] | None = None,
+        deadline: float | None = None, collective: bool = True) -> FitResult:
     """Run steps ``start .. stop-1`` of a ``steps``-step loop.
 
     step_fn(i) returns the loss (a 0-d tensor) or a dict with ``loss`` and other 0-d metrics.
@@ -67,6 +68,10 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
 
     ``estimate_after``: after that many steps, print (with ``lines``) the measured time per step and
     the time to go, and pass the seconds to go to ``on_estimate``.
+
+    ``deadline`` (a ``time.time()`` value): stop after the first step that ends past it (in a
+    ``collective`` run under torchrun, rank 0's clock decides for every rank); ``FitResult.steps``
+    says where the loop stopped.
 
     ``log`` (a MetricLogger) gets a row every ``log_every`` steps (or where ``log_every(done)`` is true)
     and at ``stop``, with the means since the previous row; ``on_step(done,
@@ -127,11 +132,25 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
                 on_estimate(remaining)
         if on_step is not None:
             on_step(done, row)
+        if deadline is not None and done < stop and _past(deadline, collective):
+            stop = done
+            if row is None and running is not None:     # the last row of a run cut by its deadline
+                values = {k: (v / count).item() for k, v in running.items()}
+                res.history.append({"step": done, **values})
+                if log is not None:
+                    log.log(done, **values)
+            break
     if bar is not None:
         bar.close()
     res.steps = stop
     res.seconds = time.time() - t0
     return res
+
+
+def _past(deadline: float, collective: bool) -> bool:
+    from .dist import broadcast_object, is_distributed
+    past = time.time() > deadline
+    return bool(broadcast_object(past)) if collective and is_distributed() else past
 
 
 def update(loss: torch.Tensor, optimizer, scheduler=None, inputs: list | None = None, zero_grad: bool = True,

@@ -166,11 +166,14 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
               stop_after: int | None = None, checkpoint_every: int = 0, log_every: int = 10, save_every: int = 0,
               tensorboard: bool = False, mutable=(), desc: str | None = None, what: str = "loss",
               fix: str = "lower the learning rate", lines: bool = True, log_extra: dict | None = None,
-              device=None, cpu_hint: str = "", overwrite: bool = False, collective: bool = True) -> StageResult:
+              device=None, cpu_hint: str = "", overwrite: bool = False, collective: bool = True,
+              time_limit: float | None = None) -> StageResult:
     """Run ``stage`` for ``steps`` steps (see the module docstring).
 
     output None keeps everything in memory (no checkpoint, no log file). stop_after: stop after
     that many steps (0 included: right after setup), leaving a checkpoint to resume from.
+    time_limit: seconds from the call; the run stops after the step that crosses it, leaving a
+    checkpoint (to fit a long run into calls of a fixed length, e.g. on a lent GPU).
 
     Under ``torchrun`` (:mod:`.dist`) a ``collective`` stage runs on every rank in lockstep with
     replicated random streams: only rank 0 writes the checkpoint, the metric log and the output,
@@ -232,9 +235,15 @@ def run_stage(stage: Stage, steps: int, *, output: str | Path | None, config: di
         res = fit(stage.step, steps, start=start, stop=end, desc=desc or stage.name, what=what, fix=fix, log=log,
                   log_every=log_every, on_step=on_step, lines=lines and not in_memory and writes,
                   estimate_after=0 if in_memory else min(5, max(1, (end - start) // 20)),
-                  on_estimate=lambda secs: _gpu_hint(secs, device, cpu_hint, desc or stage.name))
+                  on_estimate=lambda secs: _gpu_hint(secs, device, cpu_hint, desc or stage.name),
+                  deadline=None if time_limit is None or in_memory else t0 + time_limit, collective=collective)
     finally:
         log.close()
+    if res.steps < end:
+        end = res.steps
+        if writes:
+            print(f"{desc or stage.name}: time limit of {time_limit:g} s reached at step {end}/{steps}; continue with "
+                  f"--resume", flush=True)
     if end < steps:
         if in_memory:
             raise UserError("stop_after needs an output file (the checkpoint sits beside it)")

@@ -115,13 +115,14 @@ class MethodStage(Stage):
 
 def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int | None = None,
                      teacher: Teacher | None = None, source=None, quiet: bool = False,
-                     overwrite: bool = False) -> DistillResult:
+                     overwrite: bool = False, time_limit: float | None = None) -> DistillResult:
     """Distil as ``cfg`` says and write the set to ``cfg.output``.
 
     resume: continue from the checkpoint beside the output. stop_after: stop after this step,
     leaving a checkpoint (to split a long run). teacher / source: already-loaded objects to use
     instead of ``cfg.teacher`` / ``cfg.data`` (the Python API). overwrite: replace an existing
-    output that another config made (by default that is refused).
+    output that another config made (by default that is refused). time_limit: seconds; stop after the
+    step that crosses it, leaving a checkpoint.
     """
     t0 = time.time()
     cfg = resolved(cfg)
@@ -164,7 +165,7 @@ def run_distillation(cfg: DistillConfig, resume: bool = False, stop_after: int |
                     checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, save_every=cfg.save_every,
                     tensorboard=cfg.tensorboard, mutable=tuple("params." + k for k in method_cls.resume_mutable),
                     desc=f"distill {cfg.method}", what="outer loss", fix="lower params.lr_images / lr_targets",
-                    device=device, overwrite=overwrite or split, collective=not split,
+                    device=device, overwrite=overwrite or split, collective=not split, time_limit=time_limit,
                     cpu_hint="For a CPU run use a *_cpu.yaml preset (e.g. configs/krr_st/cifar100_cpu.yaml) or "
                              "lower steps= and params.* (see `ssdd distill --print-config`).")
     if split:

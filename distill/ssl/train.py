@@ -204,11 +204,12 @@ class TeacherStage(Stage):
 
 
 def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | None = None,
-                  overwrite: bool = False) -> TeacherResult | None:
+                  overwrite: bool = False, time_limit: float | None = None) -> TeacherResult | None:
     """Train a self-supervised teacher as ``cfg`` says; write it to ``cfg.output``; return it.
 
     resume: continue from the checkpoint beside the output. stop_after: stop after this many
-    epochs, leaving a checkpoint and returning None (to split a long run).
+    epochs, leaving a checkpoint and returning None (to split a long run); time_limit: the same after the
+    step that crosses that many seconds.
     """
     t0 = time.time()
     cfg = resolved(cfg)
@@ -230,7 +231,7 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
                     stop_after=None if stop_after is None else stop_after * spe,
                     checkpoint_every=cfg.checkpoint_every * spe, log_every=spe, tensorboard=cfg.tensorboard,
                     mutable=TeacherStage.mutable, desc=f"{cfg.ssl} {cfg.backbone}", what=f"{cfg.ssl} loss",
-                    fix="lower lr or use a different optimizer", device=device, overwrite=overwrite,
+                    fix="lower lr or use a different optimizer", device=device, overwrite=overwrite, time_limit=time_limit,
                     cpu_hint="For a CPU run use configs/teacher/<dataset>_cpu.yaml (SimCLR on a small ConvNet) or "
                              "lower epochs= / backbone=.")
     if not res.finished:
