@@ -429,8 +429,9 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
 @click.option("--summary", "summary", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also write a one-table summary (means + paired verdicts) into this Markdown file, between "
                    "<!-- leaderboard:NAME:summary --> markers (e.g. README.md)")
+@_TIME_LIMIT
 @_OVERRIDES
-def leaderboard(config_path, print_config, docs, summary, overrides):
+def leaderboard(config_path, print_config, docs, summary, time_limit, overrides):
     """Every method and baseline, made (or reused) and evaluated under each protocol with the same seeds;
     tables, paired gains, a plot. Resumable cell by cell.  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
@@ -439,7 +440,10 @@ def leaderboard(config_path, print_config, docs, summary, overrides):
     if print_config:
         click.echo(to_yaml(cfg))
         return
-    rep = run_leaderboard(cfg)
+    rep = run_leaderboard(cfg, time_limit=time_limit)
+    if rep is None:
+        click.echo("stopped at the time limit; run the same command again to continue")
+        return
     click.echo("\n" + rep["markdown"])
     click.echo(f"wrote {rep['paths']['md']}, {rep['paths']['json'].name}, {rep['paths']['plot'].name} "
                f"({rep['seconds']:.0f}s)")

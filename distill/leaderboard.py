@@ -197,9 +197,22 @@ def make_classifier(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, path
     return str(path)
 
 
+class OutOfTime(Exception):
+    """A leaderboard run reached its time limit; what it finished is kept (run it again to continue)."""
+
+
+def _left(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.time()
+    if left <= 0:
+        raise OutOfTime()
+    return left
+
+
 def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpec, budget: int,
              folder: Path, log, experts: str | None = None,
-             classifier: str | None = None) -> tuple[str | None, DistilledSet | None]:
+             classifier: str | None = None, deadline: float | None = None) -> tuple[str | None, DistilledSet | None]:
     """The row's set at ``budget``: reused when its file was made by the same config, else (re)made.
     (None, None) for a row that needs expert trajectories the source does not have."""
     out = folder / f"{_slug(row_label(row))}.safetensors"
@@ -226,7 +239,10 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
             return str(out), DistilledSet.load(out)
     resume = checkpoint_path(out).exists()
     log(f"  make {row_label(row)} (N = {budget}){' (resuming)' if resume else ''} -> {out}")
-    res = run_distillation(dcfg, resume=resume, teacher=teacher, source=src, overwrite=True)
+    res = run_distillation(dcfg, resume=resume, teacher=teacher, source=src, overwrite=True,
+                           time_limit=_left(deadline))
+    if res.set is None:
+        raise OutOfTime()
     return str(out), res.set
 
 
@@ -234,9 +250,21 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
-    """Make the sets, evaluate every cell (reusing finished ones), write the report; return it."""
+def run_leaderboard(cfg: LeaderboardConfig, log=_say, time_limit: float | None = None) -> dict | None:
+    """Make the sets, evaluate every cell (reusing finished ones), write the report; return it.
+
+    time_limit: seconds; past it, the set in progress stops at a checkpoint and no new cell starts, and
+    None is returned (run again to continue: finished sets and cells are reused)."""
     t0 = time.time()
+    deadline = None if time_limit is None else t0 + time_limit
+    try:
+        return _run_leaderboard(cfg, log, t0, deadline)
+    except OutOfTime:
+        log(f"time limit of {time_limit:g} s reached; run the same command again to continue")
+        return None
+
+
+def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
     device = resolve_device(cfg.device)
     out = Path(cfg.output)
     cells: list[dict] = []
@@ -255,12 +283,13 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
             folder = out / "sets" / f"{skey}-n{budget}"
             sets: dict[str, tuple[str | None, DistilledSet | None, dict]] = {}
             for row in cfg.all_rows():
-                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier)
+                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier, deadline)
                 if path is not None:
                     sets[row_label(row)] = (path, s, {"method": row.method})
             if cfg.full_source:
                 row = RowSpec(method="random", label=FULL_SOURCE)
-                path, s = make_set(cfg, spec, src, teacher, row, len(src), out / "sets" / f"{skey}-full", log)
+                path, s = make_set(cfg, spec, src, teacher, row, len(src), out / "sets" / f"{skey}-full", log,
+                                   deadline=deadline)
                 sets[f"{FULL_SOURCE} ({len(src)})"] = (path, s, {"method": "random", "full": True})
             if cfg.no_pretrain:
                 sets[NO_PRETRAIN] = (None, None, {"method": None})
@@ -274,6 +303,7 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say) -> dict:
             for p in cfg.protocols:
                 for label, (path, s, extra) in sets.items():
                     for seed in cfg.seeds:
+                        _left(deadline)
                         cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier))
     return write_leaderboard(cfg, cells, info, time.time() - t0)
 

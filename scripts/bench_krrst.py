@@ -124,22 +124,28 @@ def reference_steps(args, src, device) -> dict:
     from algorithms import distill as ref_distill   # noqa: E402  (the reference's own modules)
     from model_pool import ModelPool
     from models.wrapper import get_model
-    parts = args.pool_arch.split("-")
-    if parts[0] != "convnet" or parts[-1] not in ("bn", "in"):
-        raise SystemExit(f"--reference supports convnet-W1-W2-...-bn|in pool architectures, not {args.pool_arch}")
-    ns = SimpleNamespace(online_iteration=1000, num_models=10, train_model="convnet_" + "_".join(parts[1:]),
-                         online_opt="sgd", online_lr=0.1, online_wd=1e-3, img_shape=(3, 32, 32),
-                         num_pretrain_classes=512, outer_grad_norm=0.0)
+    def ref_name(ours: str) -> str:      # convnet-128-256-512-bn -> convnet_128_256_512_bn; resnet18 as is
+        parts = ours.split("-")
+        if ours == "resnet18":
+            return ours
+        if parts[0] != "convnet" or parts[-1] not in ("bn", "in") or not all(p.isdigit() for p in parts[1:-1]):
+            raise SystemExit(f"--reference supports resnet18 and convnet-W1-...-bn|in, not {ours}")
+        return "convnet_" + "_".join(parts[1:])
     seed_everything(0)
-    target = get_model(args.teacher, ns.img_shape, 512)
+    target = get_model(ref_name(args.teacher), (3, 32, 32), 10)
     target.fc = torch.nn.Identity()
     target = target.to(device)
+    with torch.no_grad():
+        dim = target.eval()(src.float(torch.arange(2, device=device))).shape[1]
+    ns = SimpleNamespace(online_iteration=1000, num_models=10, train_model=ref_name(args.pool_arch),
+                         online_opt="sgd", online_lr=0.1, online_wd=1e-3, img_shape=(3, 32, 32),
+                         num_pretrain_classes=dim, outer_grad_norm=0.0)
     pool = ModelPool(ns, device)
     mean = torch.tensor(src.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(src.std, device=device).view(1, -1, 1, 1)
     idx = torch.randperm(len(src), device=device)[:args.budget]
     x_syn = ((src.float(idx) - mean) / std).clone().requires_grad_(True)
-    y_syn = torch.randn(args.budget, 512, device=device).requires_grad_(True)
+    y_syn = torch.randn(args.budget, dim, device=device).requires_grad_(True)
     outer_opt = torch.optim.AdamW([x_syn, y_syn], lr=1e-4, weight_decay=0.0)
     aug = CropFlip(32, 4)
 
