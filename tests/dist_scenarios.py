@@ -84,12 +84,46 @@ def gather_grads(out: Path) -> dict:
     return {"grad": w.grad, "loss": dist.all_reduce_sum(loss.detach())}
 
 
+def mkdt_step(out: Path, ranks: int = 2) -> dict:
+    """One MKDT iteration. Under torchrun each rank unrolls its own (expert, start epoch) draw and the
+    gradients are averaged; in one process the same ``ranks`` draws are unrolled one after the other and
+    their gradients averaged by hand (what the ranks must compute together)."""
+    from distill.engine import seed_everything
+    from distill.methods.base import DistillContext, get_method, method_config
+    from distill.methods.mkdt import matching_backward
+    seed_everything(0)
+    src = small_source(10)
+    teacher = tiny_teacher(source=src)
+    cls = get_method("mkdt")
+    extra = cls.tiny_setup(Path(f"{out}.mkdt"), src, teacher)     # two experts (one per rank under torchrun)
+    ctx = DistillContext(source=src, teacher=teacher, budget=10, steps=1, device=torch.device("cpu"), seed=0, amp="off")
+    m = cls(method_config(cls, {**cls.tiny_params, "max_start_epoch": 2, **extra}), ctx)
+    m.setup()
+    leaves = (m.x, m.y, m.lr)
+    if dist.is_distributed():
+        assert dist.world_size() == ranks
+        m.step(0)
+    else:
+        grads = []
+        for k, t, batches in [m.draw() for _ in range(ranks)]:
+            for o in m.opts:
+                o.zero_grad(set_to_none=True)
+            matching_backward(m.fp, m.rows[k, t].float(), m.rows[k, t + m.cfg.expert_epochs].float(), m.x, m.y, m.lr,
+                              batches, checkpoint=m.cfg.checkpoint_unroll, amp=m.cfg.unroll_amp)
+            grads.append([p.grad.clone() for p in leaves])
+        for p, *g in zip(leaves, *grads):
+            p.grad = sum(g) / ranks
+        for o in m.opts:
+            o.step()
+    return {"x": m.x.detach().clone(), "y": m.y.detach().clone(), "lr": m.lr.detach().reshape(1).clone()}
+
+
 def equivalence(out: Path) -> dict:
     """One optimizer step's worth of each stage whose step is split over ranks (for the 2 == 1 test)."""
     tensors = {}
     for name, fn in (("simclr", lambda: teacher_step(out, "simclr")), ("barlow", lambda: teacher_step(out, "barlow_twins")),
                      ("krrst", lambda: krrst_step(out, "krr_st")), ("boost", lambda: krrst_step(out, "boost")),
-                     ("gather", lambda: gather_grads(out))):
+                     ("gather", lambda: gather_grads(out)), ("mkdt", lambda: mkdt_step(out))):
         tensors.update({f"{name}.{k}": v for k, v in fn().items()})
     return tensors
 

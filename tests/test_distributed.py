@@ -67,6 +67,8 @@ def test_two_processes_take_the_step_one_process_takes(tmp_path):
     assert_close(two, one, 1e-4, [k for k in one if k.startswith(("simclr.", "barlow."))])
     # KRR-ST and Boost outer steps: sharded real batch, averaged synthetic gradients
     assert_close(two, one, 1e-4, [k for k in one if k.startswith(("krrst.", "boost."))])
+    # MKDT: one iteration on two ranks averages the gradients of two (expert, start epoch) draws
+    assert_close(two, one, 1e-4, ["mkdt.x", "mkdt.y", "mkdt.lr"])
     # the steps moved something (the comparison is not between two untouched initialisations)
     assert one["simclr.losses"][0] != one["simclr.losses"][1]
     assert one["krrst.losses"][0] != one["krrst.losses"][-1]

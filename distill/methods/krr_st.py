@@ -18,10 +18,13 @@ counter is never reset, so once a slot has aged it is a fresh random network at 
 SGD step spent on a model about to be discarded). At the start every model is trained for a random number of steps in
 [1, pool_steps) so the pool spans training stages.
 
-Under ``torchrun`` every rank holds the same pool and synthetic set (same seeds): the real batch is
-drawn alike on every rank and sharded, each rank back-propagates its share of the loss, and the
-synthetic tensors' gradients are averaged over ranks before AdamW steps (one all-reduce of the
-set's size per step). The pool models' own steps are on the synthetic set, replicated.
+Under ``torchrun`` every rank holds the same pool and synthetic set (same seeds) and both sides of
+the step are sharded: the real batch is drawn alike on every rank and each rank encodes its shard;
+each rank computes the features of its shard of the synthetic set, which are gathered (with
+gradients) for the kernel; each rank back-propagates its share of the loss, and the synthetic
+tensors' gradients are averaged over ranks before AdamW steps. The pool models' own steps are
+data-parallel over the synthetic set too (SyncBatchNorm, gradients averaged). Per step that is a
+gather of N x P features, an all-reduce of the set's gradients and one of a pool model's.
 
 The images are optimised in normalised space (so the paper's learning rates apply unchanged) and
 exported in [0, 1] pixel space with the source's mean/std in the header.
@@ -110,22 +113,25 @@ class KRRST(Method):
         m = create_model(self.cfg.pool_arch, out_dim=self.ctx.teacher.dim, image_size=src.image_size,
                          in_chans=src.channels).to(self.ctx.device)
         m = channels_last(m, self.ctx.device, self.ctx.amp)
+        m = dist.convert_sync_batchnorm(m, self.ctx.device)    # under torchrun: BN over the whole synthetic set
         opt = torch.optim.SGD(m.parameters(), lr=self.cfg.pool_lr, momentum=self.cfg.pool_momentum,
                               weight_decay=self.cfg.pool_weight_decay)
         return m, opt
 
     def _pool_step(self, i: int) -> None:
-        """One full-batch MSE step of pool model i on the detached synthetic set."""
+        """One full-batch MSE step of pool model i on the detached synthetic set (under torchrun: each rank
+        its shard of the set, BatchNorm over the whole set, gradients averaged)."""
         m, opt = self.models[i], self.opts[i]
         m.train()
         with torch.no_grad():
             x_s, y_s = self.synthetic()
+        part = dist.shard(len(x_s))
         with autocast(self.ctx.device, self.ctx.amp):
-            out = m.embed(x_s)
+            out = m.embed(x_s[part])
             out = m.head(out)
-        loss = F.mse_loss(out.float(), y_s)
-        update(loss, opt)
-        return loss.detach()
+        loss = F.mse_loss(out.float(), y_s[part]) * (len(out) * dist.world_size() / len(x_s))
+        update(loss, opt, sync=list(m.parameters()))
+        return dist.all_reduce_mean(loss.detach())
 
     def _reinit(self, i: int) -> None:
         self.models[i], self.opts[i] = self._new_model()
@@ -196,7 +202,8 @@ class KRRST(Method):
             f_t = model.body((x_t - self.mean) / self.std)
         x_s, y_s = self.synthetic()
         with autocast(ctx.device, ctx.amp):
-            f_s = model.body(x_s)
+            f_s = model.body(x_s[dist.shard(len(x_s))])
+        f_s = dist.all_gather(f_s.float(), grad=True)     # every rank's rows of the kernel's synthetic side
         y_hat = krr_predict(f_s, f_t, y_s, cfg.ridge)
         # this rank's share of the global batch's MSE (x 1 in one process): averaged over ranks, the shares
         # and their gradients are the global batch's
