@@ -97,3 +97,33 @@ def test_evaluate_proxy_report_and_ground_truth_cache(nas_files, monkeypatch):
     again = evaluate_proxy(_cfg(d, npz))
     assert all(r["gt_cached"] for r in again["rows"])
     assert [r["gt_acc"] for r in again["rows"]] == [r["gt_acc"] for r in res["rows"]]
+
+
+def test_parallel_trials_need_the_local_engine(nas_files):
+    from distill.errors import ConfigError
+    d, npz = nas_files
+    with pytest.raises(ConfigError, match="concurrency 2 needs engine=local"):
+        _cfg(d, npz, concurrency=2).validate()
+    with pytest.raises(ConfigError, match="unknown engine"):
+        _cfg(d, npz, engine="remote").validate()
+
+
+@pytest.mark.slow
+def test_local_training_service_runs_trials_in_parallel_processes(nas_files, monkeypatch):
+    """NNI's local training service (engine=local, 2 trials at once): every trial's score equals the one
+    this process computes for the same architecture (the same seeded pre-training and probe)."""
+    from applications.nas.evaluator import ProxyEvaluator, load_proxies, load_target, split_for_scoring
+    d, npz = nas_files
+    monkeypatch.chdir(d)
+    cfg = _cfg(d, npz, engine="local", concurrency=2, proxies=[ProxyConfig("a", str(d / "a.safetensors"))],
+               output=str(d / "out-local"))
+    res = run_search(cfg)
+    trials = res["a"].trials
+    assert len(trials) == 3
+    sets = load_proxies(cfg)
+    train, _ = load_target(cfg, 32, 3)
+    fit, val = split_for_scoring(train, cfg.score, cfg.seed)
+    ev = ProxyEvaluator(cfg, "a", sets["a"], fit, val)
+    for t in trials:
+        net = build("convnet", t["arch"], image_size=32, in_chans=3, **cfg.space_args)
+        assert ev.score(net, t["arch"]) == pytest.approx(t["score"])

@@ -57,6 +57,8 @@ class NASConfig:
     ground_truth: GroundTruthConfig = field(default_factory=GroundTruthConfig)
     strategy: str = "random"              # random | evolution | tpe
     trials: int = 10
+    engine: str = "sequential"            # sequential: trials in this process | local: NNI's local training
+    concurrency: int = 1                  #   service, `concurrency` trial processes at once (one GPU each on CUDA)
     evaluate_proxy: bool = False          # measure proxy quality on num_archs sampled architectures
     num_archs: int = 10
     seed: int = 0
@@ -71,5 +73,11 @@ class NASConfig:
             raise ConfigError(f"unknown strategy '{self.strategy}'", fix="use random, evolution or tpe")
         if self.score.method not in ("linear", "finetune"):
             raise ConfigError(f"score.method must be linear or finetune, got '{self.score.method}'")
+        if self.engine not in ("sequential", "local"):
+            raise ConfigError(f"unknown engine '{self.engine}'", fix="use sequential (in-process) or local (NNI's local "
+                                                                     "training service, trials in parallel processes)")
+        if self.concurrency < 1 or (self.engine == "sequential" and self.concurrency != 1):
+            raise ConfigError(f"concurrency {self.concurrency} needs engine=local (the sequential engine runs one trial "
+                              "at a time)", fix="set engine=local, or concurrency=1")
         if self.trials < 1 or self.num_archs < 2:
             raise ConfigError("trials must be >= 1 and num_archs >= 2")

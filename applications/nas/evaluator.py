@@ -50,6 +50,9 @@ class ProxyEvaluator:
         """Validation accuracy (%) of ``net`` after pre-training on the proxy set."""
         t0 = time.time()
         seed_everything(self.cfg.seed)
+        for m in net.modules():     # the weights from the seed, not from whatever built the candidate (NNI, a
+            if hasattr(m, "reset_parameters"):   # trial process): a score depends on the architecture and seed only
+                m.reset_parameters()
         net = net.to(self.device)
         net.set_normalization(self.proxy.mean, self.proxy.std)
         pretrain_on_set(net, self.mat, self.cfg.pretrain, self.device, self.cfg.amp, desc=f"proxy {self.label}")

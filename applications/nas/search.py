@@ -1,4 +1,5 @@
-"""Architecture search with NNI (sequential engine, in-process) and the proxy-quality study."""
+"""Architecture search with NNI (the in-process sequential engine, or NNI's local training service with
+trials in parallel processes) and the proxy-quality study."""
 from __future__ import annotations
 
 import csv
@@ -13,6 +14,7 @@ from pathlib import Path
 from distill.config import to_dict
 from distill.engine import progress
 from distill.engine.files import write_json, write_text
+from distill.errors import UserError
 from distill.viz import matplotlib_pyplot, save_figure
 
 from .config import NASConfig
@@ -62,21 +64,36 @@ def run_search(cfg: NASConfig) -> dict[str, SearchResult]:
     print(f"nas: {cfg.strategy} search, {cfg.trials} trials per proxy, proxies {', '.join(sets)}, space {cfg.space}",
           flush=True)
     for label, s in sets.items():
-        ev = ProxyEvaluator(cfg, label, s, fit, val)
         space = get_space(cfg.space)(image_size=ref.image_size, in_chans=ref.channels, **cfg.space_args)
         strategy = _strategy(cfg.strategy, cfg.seed)
-        ncfg = NasExperimentConfig("sequential", "simplified")
-        ncfg.max_trial_number = cfg.trials
-        ncfg.trial_concurrency = 1
         with tempfile.TemporaryDirectory(prefix="ssdd-nni-") as work:
+            if cfg.engine == "local":      # NNI's local training service: trials are processes NNI starts
+                ncfg = NasExperimentConfig("ts", "simplified", "local")
+                ncfg.trial_code_directory = str(Path.cwd())
+                ncfg.training_service.use_active_gpu = True
+                gpus = _gpu_count()
+                ncfg.trial_gpu_number = 1 if gpus else 0
+                if gpus:
+                    ncfg.training_service.max_trial_number_per_gpu = 1
+                evaluator = FunctionalEvaluator(_trial, config=to_dict(cfg), label=label, log_dir=str(Path(work) / "log"))
+            else:
+                ncfg = NasExperimentConfig("sequential", "simplified")
+                ev = ProxyEvaluator(cfg, label, s, fit, val)
+                evaluator = FunctionalEvaluator(ev)
+            ncfg.max_trial_number = cfg.trials
+            ncfg.trial_concurrency = cfg.concurrency
             ncfg.experiment_working_directory = work
-            exp = NasExperiment(space, FunctionalEvaluator(ev), strategy, config=ncfg)
+            exp = NasExperiment(space, evaluator, strategy, config=ncfg)
             t0 = time.time()
-            exp.run()
+            exp.run(port=_free_port()) if cfg.engine == "local" else exp.run()
             seconds = time.time() - t0
             exp.stop()
+            log = ev.log if cfg.engine == "sequential" else _trial_logs(Path(work) / "log")
+        if cfg.engine == "local" and len(log) < cfg.trials:
+            raise UserError(f"NNI's local training service finished {len(log)} of {cfg.trials} trials for proxy "
+                            f"'{label}'", fix="run with engine=sequential, or look for errors in the trial output")
         trials = [{"trial": i + 1, "proxy": label, "arch": r["arch"], "score": r["score"], "seconds": r["seconds"]}
-                  for i, r in enumerate(ev.log)]
+                  for i, r in enumerate(log)]
         best = max(trials, key=lambda t: t["score"])
         stem = f"search_{label}"
         write_json(out / f"{stem}.json", {"proxy": label, "strategy": cfg.strategy, "space": cfg.space,
@@ -89,6 +106,46 @@ def run_search(cfg: NASConfig) -> dict[str, SearchResult]:
         write_text(out / f"{stem}.csv", buf.getvalue())
         results[label] = SearchResult(trials, best, {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv"})
     return results
+
+
+def _trial(model, config: dict, label: str, log_dir: str) -> None:
+    """One trial in a process that NNI's local training service started: load the proxy and the target,
+    score the candidate, report it to NNI and leave a record for the experiment to collect."""
+    import os
+    import uuid
+
+    import nni
+
+    from distill.config import load_config
+    cfg = load_config(NASConfig, extra=config)
+    sets = load_proxies(cfg)
+    s = sets[label]
+    train, _ = load_target(cfg, s.image_size, s.channels)
+    fit, val = split_for_scoring(train, cfg.score, cfg.seed)
+    ev = ProxyEvaluator(cfg, label, s, fit, val)
+    score = ev.score(model.net, dict(model.arch))
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    write_json(Path(log_dir) / f"trial-{uuid.uuid4().hex}.json", {**ev.log[-1], "finished": time.time(),
+                                                                   "pid": os.getpid()})
+    nni.report_final_result(score)
+
+
+def _trial_logs(folder: Path) -> list[dict]:
+    """The records the trial processes left, in the order they finished."""
+    rows = [json.loads(p.read_text()) for p in folder.glob("trial-*.json")] if folder.is_dir() else []
+    return sorted(rows, key=lambda r: r["finished"])
+
+
+def _gpu_count() -> int:
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def evaluate_proxy(cfg: NASConfig) -> dict:
