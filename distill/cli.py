@@ -418,7 +418,8 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
     rep = evaluate_files(files, cfg)
     click.echo("")
     click.echo(rep.table)
-    click.echo(f"wrote {rep.paths['md']}, {rep.paths['csv'].name}, {rep.paths['json'].name} ({rep.seconds:.0f}s)")
+    if rep.paths:       # rank 0 writes the report (under torchrun the other ranks have none)
+        click.echo(f"wrote {rep.paths['md']}, {rep.paths['csv'].name}, {rep.paths['json'].name} ({rep.seconds:.0f}s)")
 
 
 @cli.command()
@@ -440,6 +441,11 @@ def leaderboard(config_path, print_config, docs, summary, time_limit, overrides)
     if print_config:
         click.echo(to_yaml(cfg))
         return
+    from .engine.dist import launched
+    if launched():
+        raise UserError("ssdd leaderboard runs in one process (its cells share files); torchrun was given",
+                        fix="run it with plain `ssdd leaderboard`, or run its stages (teacher, distill, experts, "
+                            "evaluate) under torchrun")
     rep = run_leaderboard(cfg, time_limit=time_limit)
     if rep is None:
         click.echo("stopped at the time limit; run the same command again to continue")

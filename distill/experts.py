@@ -271,7 +271,7 @@ class ExpertStage(Stage):
 
 @dataclasses.dataclass
 class ExpertsResult:
-    paths: list[Path]          # every expert file of this worker, trained now or before
+    paths: list[Path]          # every expert file of this worker (under torchrun: of every rank), trained now or before
     trained: list[int]
     skipped: list[int]
     seconds: float
@@ -326,7 +326,11 @@ def train_experts(cfg: ExpertsConfig, resume: bool = True, stop_after: int | Non
         if not res.finished:
             break
         trained.append(k)
-    dist.barrier()      # under torchrun: every rank's experts are there (or stopped) when the command returns
+    if dist.is_distributed():      # every rank's experts are there (or stopped) when the command returns
+        parts = dist.all_gather_objects((paths, trained, skipped))
+        paths, trained, skipped = ([x for part in parts for x in part[i]] for i in range(3))
+        order = sorted(range(len(paths)), key=lambda j: str(paths[j]))
+        paths, trained, skipped = [paths[j] for j in order], sorted(trained), sorted(skipped)
     return ExpertsResult(paths, trained, skipped, time.time() - t0)
 
 

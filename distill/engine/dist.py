@@ -185,12 +185,16 @@ class _AllGather(torch.autograd.Function):
         return g[start:start + ctx.sizes[r]], None
 
 
-def all_gather(x: torch.Tensor, grad: bool = False) -> torch.Tensor:
-    """The rows of every rank, concatenated in rank order. Shards may differ in size by one row (as
-    :func:`shard` makes them). ``grad=True``: each rank's rows get the gradient summed over ranks."""
+def all_gather(x: torch.Tensor, grad: bool = False, total: int | None = None) -> torch.Tensor:
+    """The rows of every rank, concatenated in rank order. ``grad=True``: each rank's rows get the
+    gradient summed over ranks. ``total``: the rows are :func:`shard` s of ``total`` rows (their sizes
+    are then known without asking the other ranks); else shards may have any size."""
     if not is_distributed():
         return x
-    sizes = [int(s) for s in all_gather_objects(int(x.shape[0]))]
+    if total is not None:
+        sizes = [sl.stop - sl.start for sl in shards(total)]
+    else:
+        sizes = [int(s) for s in all_gather_objects(int(x.shape[0]))]
     if grad:
         return _AllGather.apply(x, sizes)
     x = x.detach().contiguous()

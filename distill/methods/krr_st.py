@@ -203,7 +203,7 @@ class KRRST(Method):
         x_s, y_s = self.synthetic()
         with autocast(ctx.device, ctx.amp):
             f_s = model.body(x_s[dist.shard(len(x_s))])
-        f_s = dist.all_gather(f_s.float(), grad=True)     # every rank's rows of the kernel's synthetic side
+        f_s = dist.all_gather(f_s.float(), grad=True, total=len(x_s))     # every rank's rows of the synthetic side
         y_hat = krr_predict(f_s, f_t, y_s, cfg.ridge)
         # this rank's share of the global batch's MSE (x 1 in one process): averaged over ranks, the shares
         # and their gradients are the global batch's
