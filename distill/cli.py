@@ -31,10 +31,16 @@ class SSDDGroup(click.Group):
         rank = int(os.environ.get("RANK", "0") or 0) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else 0
         if rank:          # under torchrun only rank 0 prints results; the others' errors still reach stderr
             sys.stdout = open(os.devnull, "w")
+        clean = False
         try:
-            return super().invoke(ctx)
+            out = super().invoke(ctx)
+            clean = True
+            return out
         except UserError as e:
             raise UserFacingError(UserError(f"rank {rank}: {e.what}", e.fix) if rank else e) from None
+        finally:
+            from .engine.dist import shutdown
+            shutdown(clean)    # under torchrun: every rank leaves the process group together
 
     def _plugins(self) -> dict:
         if not hasattr(self, "_plugin_eps"):

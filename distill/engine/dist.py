@@ -104,6 +104,15 @@ def init_distributed(device: str = "auto", timeout_s: int = 1800) -> bool:
     return is_distributed()
 
 
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group (a barrier first when ``clean``, so no rank exits while another still
+    needs it); a process that exits with the group alive may abort in its communication threads."""
+    if dist.is_available() and dist.is_initialized():
+        if clean and is_distributed():
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def device_for_rank(device: torch.device) -> torch.device:
     """``cuda`` (no index) becomes this rank's GPU under a launcher; everything else is unchanged."""
     if device.type == "cuda" and device.index is None and launched():
@@ -284,8 +293,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         xf = x.float()
-        count = all_reduce_sum(torch.tensor([xf.numel() / xf.shape[1]], device=x.device))
-        mean = all_reduce_sum(xf.sum(dims), grad=True) / count
+        rows = torch.tensor([xf.numel() / xf.shape[1]], device=x.device, dtype=xf.dtype)
+        sums = all_reduce_sum(torch.cat([xf.sum(dims), rows]), grad=True)    # one collective: sums and the count
+        count = sums[-1].detach()
+        mean = sums[:-1] / count
         centred = xf - mean.view(shape)
         var = all_reduce_sum(centred.pow(2).sum(dims), grad=True) / count
         if self.track_running_stats and self.running_mean is not None:
@@ -348,7 +359,7 @@ def describe() -> str:
     return f"rank {rank()} of {world_size()} ({dist.get_backend()})"
 
 
-__all__ = ["GlobalBatchNorm", "all_gather", "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier",
+__all__ = ["GlobalBatchNorm", "shutdown", "all_gather", "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier",
            "broadcast_object", "broadcast_tensors", "convert_sync_batchnorm", "describe", "device_for_rank",
            "init_distributed", "is_distributed", "is_main", "launched", "local_rank", "main_first", "rank",
            "rank_seed", "shard", "shards", "sync_grads", "world_size", "wrap_ddp"]
