@@ -118,12 +118,28 @@ def mkdt_step(out: Path, ranks: int = 2) -> dict:
     return {"x": m.x.detach().clone(), "y": m.y.detach().clone(), "lr": m.lr.detach().reshape(1).clone()}
 
 
+def finetune_step(out: Path) -> dict:
+    """Evaluation's fine-tuning with ``parallel: data`` (DDP, SyncBatchNorm, each rank a shard of every batch)."""
+    from distill.engine import seed_everything
+    from distill.evaluate.config import FinetuneConfig
+    from distill.evaluate.train import finetune
+    from distill.models import create_model
+    seed_everything(0)
+    train, test = small_source(10), small_source(5, split="test")
+    model = create_model("convnet-d2-w8-bn", out_dim=0, image_size=32, mean=train.mean, std=train.std)
+    acc = finetune(model, train, test, FinetuneConfig(iterations=3, batch_size=32, lr=0.05), amp="off",
+                   data_parallel=True)
+    return {**{k: v.clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point},
+            "acc": torch.tensor([acc], dtype=torch.float64)}
+
+
 def equivalence(out: Path) -> dict:
     """One optimizer step's worth of each stage whose step is split over ranks (for the 2 == 1 test)."""
     tensors = {}
     for name, fn in (("simclr", lambda: teacher_step(out, "simclr")), ("barlow", lambda: teacher_step(out, "barlow_twins")),
                      ("krrst", lambda: krrst_step(out, "krr_st")), ("boost", lambda: krrst_step(out, "boost")),
-                     ("gather", lambda: gather_grads(out)), ("mkdt", lambda: mkdt_step(out))):
+                     ("gather", lambda: gather_grads(out)), ("mkdt", lambda: mkdt_step(out)),
+                     ("finetune", lambda: finetune_step(out))):
         tensors.update({f"{name}.{k}": v for k, v in fn().items()})
     return tensors
 

@@ -117,7 +117,7 @@ def pretrain_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: b
     out: dict[int, list[dict]] = {}
     mats: dict[str, object] = {}
     for j, (label, seed) in enumerate(jobs):
-        if j % dist.world_size() != dist.rank():      # under torchrun: the (set, seed) jobs round-robin over ranks
+        if cfg.parallel == "jobs" and j % dist.world_size() != dist.rank():   # torchrun: jobs round-robin over ranks
             continue
         s = sets[label]
         if s is not None and label not in mats:
@@ -144,7 +144,7 @@ def pretrain_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: b
                         print(f"  {label:<24} seed {seed} {tname:<10} {metric_name('linear', frac):<12} {acc:6.2f}")
             if cfg.finetune.enabled:
                 acc = finetune(copy.deepcopy(model), train, test, cfg.finetune, tcfg.finetune_iterations, cfg.amp,
-                               desc=f"fine-tune [{label}] {tname} seed {seed}")
+                               desc=f"fine-tune [{label}] {tname} seed {seed}", data_parallel=cfg.parallel == "data")
                 rows.append({**base, "metric": "finetune", "acc": acc})
                 if verbose:
                     print(f"  {label:<24} seed {seed} {tname:<10} {'finetune':<12} {acc:6.2f}")

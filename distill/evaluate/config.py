@@ -119,6 +119,9 @@ class EvalConfig:
     relabel: RelabelConfig = dataclasses.field(default_factory=RelabelConfig)   # on: SC-DD's protocol instead
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
     no_pretrain_baseline: bool = True     # also report a randomly initialised model
+    # under torchrun: jobs = the (set, seed) jobs are split over ranks; data = every rank runs every job and
+    # fine-tuning is data-parallel (DDP, SyncBatchNorm, each rank a shard of every batch)
+    parallel: str = "jobs"
     device: str = "auto"
     amp: str = "auto"                     # auto | bf16 | off
     output: str = "reports/eval"
@@ -132,6 +135,9 @@ class EvalConfig:
             raise ConfigError("evaluation needs at least one target", fix="targets=[{name: cifar10, root: /data}]")
         if not self.seeds:
             raise ConfigError("evaluation needs at least one seed")
+        if self.parallel not in ("jobs", "data"):
+            raise ConfigError(f"parallel must be jobs or data, got '{self.parallel}'",
+                              fix="jobs: split (set, seed) jobs over ranks; data: DDP fine-tuning inside each job")
         if self.linear.solver not in ("lbfgs", "sgd"):
             raise ConfigError(f"linear.solver must be lbfgs or sgd, got '{self.linear.solver}'")
         if self.pretrain.ce_augment not in ("dsa", "crop_flip", "none"):

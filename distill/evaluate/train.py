@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..data import ImageSet, label_subset
 from ..data.augment import DSA, CropFlip
 from ..distilled import Materialized
+from ..engine import dist
 from ..engine.device import autocast, full_precision
 from ..engine.loop import accuracy, epoch_batches, fit
 from ..engine.optim import param_groups, warmup_cosine
@@ -79,12 +80,17 @@ def pretrain_on_set(model: Net, m: Materialized, cfg: PretrainConfig, device: to
 
 
 def finetune(model: Net, train: ImageSet, test: ImageSet, cfg: FinetuneConfig, iterations: int | None = None,
-             amp="auto", desc: str = "fine-tune") -> float:
-    """Fine-tune all of ``model`` with a fresh head; return test top-1 (%) at the end of training."""
+             amp="auto", desc: str = "fine-tune", data_parallel: bool = False) -> float:
+    """Fine-tune all of ``model`` with a fresh head; return test top-1 (%) at the end of training.
+
+    ``data_parallel`` (under torchrun): every rank draws the same batch and trains on its shard of it,
+    the model in DDP with SyncBatchNorm, so N processes take the step one process takes."""
     device = train.device
     iters = iterations or cfg.iterations
     model.reset_head(train.num_classes)
     model.to(device).train()
+    parallel = data_parallel and dist.is_distributed()
+    net = dist.wrap_ddp(dist.convert_sync_batchnorm(model, device), device) if parallel else model
     opt = torch.optim.SGD(param_groups([model], cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(iters))
     aug = CropFlip(train.image_size) if cfg.augment else None
@@ -95,9 +101,11 @@ def finetune(model: Net, train: ImageSet, test: ImageSet, cfg: FinetuneConfig, i
         x = train.float(idx)
         if aug is not None:
             x = aug(x)
-        out = model(x)
+        part = dist.shard(bs) if parallel else slice(None)
+        out = net(x[part])
         with full_precision(device):
-            return F.cross_entropy(out.float(), train.labels[idx])
+            loss = F.cross_entropy(out.float(), train.labels[idx][part])
+        return loss * (len(out) * dist.world_size() / bs) if parallel else loss
 
     fit(step, iters, optimizer=opt, scheduler=sched, device=device, amp=amp, desc=desc, what="fine-tuning loss",
         fix="lower finetune.lr", log_every=100)
