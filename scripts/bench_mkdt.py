@@ -219,6 +219,9 @@ def parent(args, argv: list[str]) -> int:
     if args.arch != "convnet":
         variants.remove("reference")
         notes.append("reference skipped: it is MTT's ConvNet (128 x 3, instancenorm), which only `--arch convnet` matches")
+    elif args.ours_only:
+        variants.remove("reference")
+        notes.append("reference skipped (--ours-only)")
     else:
         ref = Path(args.reference) if args.reference else None
         missing = [f for f in REF_FILES if ref is None or not (ref / f).is_file()]
@@ -312,6 +315,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--json", default=None, help="append the results as one JSON line to this file")
+    ap.add_argument("--ours-only", action="store_true", help="time ours only (no reference code at hand)")
     ap.add_argument("--child", choices=VARIANTS, default=None, help=argparse.SUPPRESS)
     argv = sys.argv[1:]
     args = ap.parse_args(argv)

@@ -154,7 +154,7 @@ def mkdt_memory(s: Suite) -> None:
             else ["--images", "1000", "--dim", "512", "--syn-steps", "40", "--batch-syn", "500", "--iters", "3"])
     out_json = s.work / "mkdt.jsonl"
     cmd = [sys.executable, "scripts/bench_mkdt.py", "--device", a.device, "--json", str(out_json), *size]
-    s.run(cmd + (["--reference", str(ref)] if has_ref else []), s.left())
+    s.run(cmd + (["--reference", str(ref)] if has_ref else ["--ours-only"]), s.left())
     res = json.loads(out_json.read_text().strip().splitlines()[-1])
     variants = res.get("results", res)
     refrow = variants.get("reference") if isinstance(variants, dict) else None
