@@ -13,7 +13,7 @@ step() { echo "== $(date -u +%T) $*"; local t0=$SECONDS; "$@"; echo "== $((SECON
 mkdir -p "$OUT"
 step $RUN teacher -c configs/teacher/sample.yaml epochs=3 device=cpu output=$T
 step $RUN distill -c configs/krr_st/sample.yaml teacher=$T steps=30 device=cpu output=$OUT/krr_st.safetensors
-step $RUN distill -c configs/boost/sample.yaml teacher=$T steps=30 device=cpu output=$OUT/boost.safetensors
+step $RUN distill -c configs/boost/sample.yaml teacher=$T steps=10 device=cpu output=$OUT/boost.safetensors
 step $RUN experts -c configs/mkdt/experts_sample.yaml teacher=$T experts=2 epochs=3 device=cpu output=$OUT/experts
 step $RUN distill -c configs/mkdt/sample.yaml teacher=$T params.experts=$OUT/experts steps=10 device=cpu \
   output=$OUT/mkdt.safetensors
