@@ -90,6 +90,9 @@ def finetune(model: Net, train: ImageSet, test: ImageSet, cfg: FinetuneConfig, i
     model.reset_head(train.num_classes)
     model.to(device).train()
     parallel = data_parallel and dist.is_distributed()
+    if parallel and min(cfg.batch_size, len(train)) < dist.world_size():
+        raise ConfigError(f"a fine-tuning batch of {min(cfg.batch_size, len(train))} cannot be split over "
+                          f"{dist.world_size()} processes", fix="raise finetune.batch_size, or use parallel=jobs")
     net = dist.wrap_ddp(dist.convert_sync_batchnorm(model, device), device) if parallel else model
     opt = torch.optim.SGD(param_groups([model], cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(iters))

@@ -42,7 +42,7 @@ from ..engine import dist
 from ..engine.device import autocast, channels_last
 from ..engine.loop import fit, update
 from ..engine.optim import linear_decay
-from ..errors import NumericalError
+from ..errors import ConfigError, NumericalError
 from ..models import create_model
 from .base import DistillContext, Method, register_method
 
@@ -160,6 +160,11 @@ class KRRST(Method):
     def setup(self, fresh: bool = True) -> None:
         ctx, cfg = self.ctx, self.cfg
         src = ctx.source
+        w = dist.world_size()
+        if min(cfg.real_batch, len(src), self.num_images()) < w:
+            raise ConfigError(f"{w} processes each need a share of the real batch ({min(cfg.real_batch, len(src))}) "
+                              f"and of the {self.num_images()} synthetic images", fix=f"use at most "
+                              f"{min(cfg.real_batch, len(src), self.num_images())} processes")
         idx = ctx.initial_indices(self.gen, self.num_images())
         self.labels = src.labels[idx].clone() if ctx.class_conditional else None
         groups = self.init_synthetic(idx)

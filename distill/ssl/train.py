@@ -221,6 +221,9 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
     if len(train) < cfg.batch_size:
         raise UserError(f"{d.name}/{d.split} has {len(train)} images, fewer than batch_size={cfg.batch_size}",
                         fix="lower batch_size")
+    if cfg.batch_size < dist.world_size():
+        raise ConfigError(f"batch_size {cfg.batch_size} cannot be split over {dist.world_size()} processes",
+                          fix=f"batch_size >= {dist.world_size()} (the global batch is split)")
     stage = TeacherStage(cfg, train, device)
     spe = stage.steps_per_epoch
     if dist.is_main():
