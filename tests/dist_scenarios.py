@@ -133,13 +133,27 @@ def finetune_step(out: Path) -> dict:
             "acc": torch.tensor([acc], dtype=torch.float64)}
 
 
+def too_few_images(out: Path) -> dict:
+    """A KRR-ST run whose synthetic set (1 image) cannot be shared by the ranks is refused with a fix."""
+    from distill.errors import ConfigError
+    from distill.methods.base import DistillContext, get_method, method_config
+    src = small_source(2)
+    cls = get_method("krr_st")
+    ctx = DistillContext(source=src, teacher=tiny_teacher(source=src), budget=1, steps=1, device=torch.device("cpu"))
+    try:
+        cls(method_config(cls, cls.tiny_params), ctx).setup()
+    except ConfigError as e:
+        return {"refused": torch.tensor([1.0 if "use at most 1 processes" in str(e) else -1.0])}
+    return {"refused": torch.tensor([0.0])}
+
+
 def equivalence(out: Path) -> dict:
     """One optimizer step's worth of each stage whose step is split over ranks (for the 2 == 1 test)."""
     tensors = {}
     for name, fn in (("simclr", lambda: teacher_step(out, "simclr")), ("barlow", lambda: teacher_step(out, "barlow_twins")),
                      ("krrst", lambda: krrst_step(out, "krr_st")), ("boost", lambda: krrst_step(out, "boost")),
                      ("gather", lambda: gather_grads(out)), ("mkdt", lambda: mkdt_step(out)),
-                     ("finetune", lambda: finetune_step(out))):
+                     ("finetune", lambda: finetune_step(out)), ("refusal", lambda: too_few_images(out))):
         tensors.update({f"{name}.{k}": v for k, v in fn().items()})
     return tensors
 

@@ -76,6 +76,8 @@ def test_two_processes_take_the_step_one_process_takes(tmp_path):
     for k in [k for k in one if k.startswith("finetune.") and k != "finetune.acc"]:
         assert (one[k] - two[k]).abs().max() < 2e-4, k
     assert abs(float(two["finetune.acc"]) - float(one["finetune.acc"])) <= 2.0      # 50 test images: 2 % each
+    # a synthetic set of one image runs in one process and is refused, with the fix, on two
+    assert float(one["refusal.refused"]) == 0.0 and float(two["refusal.refused"]) == 1.0
     # the steps moved something (the comparison is not between two untouched initialisations)
     assert one["simclr.losses"][0] != one["simclr.losses"][1]
     assert one["krrst.losses"][0] != one["krrst.losses"][-1]

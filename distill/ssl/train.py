@@ -125,7 +125,7 @@ class TeacherStage(Stage):
     so N processes take the step one process takes on the whole batch."""
 
     name = "teacher"
-    #: keys that only affect the k-NN check at the end
+    #: keys that do not change what is trained (the k-NN check at the end; sync_bn, which only acts under torchrun)
     mutable = ("test_split", "knn_k", "sync_bn")
 
     def __init__(self, cfg: TeacherConfig, train, device: torch.device):
