@@ -183,12 +183,13 @@ def measure(args) -> None:
     m = KRRST(Config(pool_arch="convnet-32-64-128-bn", pool_size=2, pool_steps=2, real_batch=args.real_batch), ctx)
     m.setup()
     rows["krr_st"] = _time(lambda i: m.step(i), args.steps)
-    cfg = TeacherConfig(data=DataConfig(name="noise"), backbone="convnet-32-64-128-bn", ssl="barlow_twins",
-                        projector_hidden=512, projector_dim=512, batch_size=args.teacher_batch, epochs=1, device="cpu",
-                        amp="off")
-    stage = TeacherStage(cfg, src, dev)
-    stage.setup()
-    rows["teacher"] = _time(lambda i: stage.step(i), args.steps)
+    for key, sync in (("teacher", True), ("teacher_no_sync_bn", False)):
+        cfg = TeacherConfig(data=DataConfig(name="noise"), backbone="convnet-32-64-128-bn", ssl="barlow_twins",
+                            projector_hidden=512, projector_dim=512, batch_size=args.teacher_batch, epochs=1,
+                            device="cpu", amp="off", sync_bn=sync)
+        stage = TeacherStage(cfg, src, dev)
+        stage.setup()
+        rows[key] = _time(lambda i: stage.step(i), args.steps)
     if dist.is_main():
         row = {"processes": dist.world_size(), "threads_each": args.threads, "budget": args.budget,
                "real_batch": args.real_batch, "teacher_batch": args.teacher_batch, **rows,

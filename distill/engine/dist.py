@@ -254,8 +254,9 @@ def sync_grads(tensors, op: str = "mean") -> None:
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics are over the global batch (every rank's rows), for any
-    backend (gloo on CPU included): mean and variance are sums over ranks that gradients flow
-    through, so N processes with SyncBN compute what one process computes on the whole batch.
+    backend (gloo on CPU included): each rank's mean, variance and row count are gathered in one
+    collective that gradients flow through, and combined exactly (the parallel-variance formula), so
+    N processes with SyncBN compute what one process computes on the whole batch.
     In eval mode (or outside a process group) it is plain BatchNorm."""
 
     def _check_input_dim(self, x):
@@ -268,12 +269,19 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         xf = x.float()
-        rows = torch.tensor([xf.numel() / xf.shape[1]], device=x.device, dtype=xf.dtype)
-        sums = all_reduce_sum(torch.cat([xf.sum(dims), rows]), grad=True)    # one collective: sums and the count
-        count = sums[-1].detach()
-        mean = sums[:-1] / count
+        c = xf.shape[1]
+        rows = xf.numel() // c
+        if rows:
+            local = torch.cat([xf.mean(dims), xf.var(dims, unbiased=False)])
+        else:                       # an empty shard weighs nothing below
+            local = xf.new_zeros(2 * c) + 0 * xf.sum()
+        # one collective: every rank's (mean, variance, rows), combined exactly (the parallel-variance formula)
+        stats = all_gather(torch.cat([local, xf.new_tensor([float(rows)])])[None], grad=True, total=world_size())
+        n = stats[:, -1:].detach()
+        count = n.sum()
+        mean = (n * stats[:, :c]).sum(0) / count
+        var = (n * (stats[:, c:2 * c] + (stats[:, :c] - mean).pow(2))).sum(0) / count
         centred = xf - mean.view(shape)
-        var = all_reduce_sum(centred.pow(2).sum(dims), grad=True) / count
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked += 1
