@@ -42,7 +42,7 @@ from .data import load_source
 from .data.config import DataConfig
 from .distilled import DistilledSet
 from .engine import resolve_device
-from .engine.files import write_json, write_text
+from .engine.files import write_block, write_json, write_text
 from .engine.safefile import read_header
 from .engine.stage import checkpoint_path, config_differences
 from .errors import ConfigError
@@ -510,16 +510,8 @@ def _plot(cfg, agg, path: Path) -> Path:
 
 def update_docs(doc: str | Path, name: str, markdown: str) -> Path:
     """Replace the block between ``<!-- leaderboard:NAME -->`` and ``<!-- /leaderboard:NAME -->`` in ``doc``
-    (appended when absent): docs tables are generated, never retyped."""
-    doc = Path(doc)
-    text = doc.read_text() if doc.exists() else ""
-    start, end = f"<!-- leaderboard:{name} -->", f"<!-- /leaderboard:{name} -->"
-    block = f"{start}\n{markdown.strip()}\n{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    return write_text(doc, text)
+    (appended when absent)."""
+    return write_block(doc, f"leaderboard:{name}", markdown)
 
 
 __all__ = ["LeaderboardConfig", "ProtocolSpec", "RowSpec", "SourceSpec", "gains", "paired_test", "run_leaderboard",

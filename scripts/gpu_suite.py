@@ -22,7 +22,8 @@ Parts, in order (each is skipped once its rows are in WORK/state.json):
 
 Every call ends by copying WORK's small files (state, rows, logs, reports; no checkpoints) to
 ``--copy-to``, so a lent device's results come back after each call; copy them into WORK before the
-next call. ``--docs FILE`` writes the rows between ``<!-- gpu-suite -->`` and ``<!-- /gpu-suite -->``.
+next call. ``--docs FILE`` writes the rows between ``<!-- gpu-suite -->`` and ``<!-- /gpu-suite -->``
+(appended when absent).
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ sys.path.insert(0, str(REPO))
 PARTS = ("krrst_step", "teacher_throughput", "mkdt_memory", "quality")
 #: the least time (s, on a GPU) a part needs to be started in a call
 NEEDS = {"krrst_step": 150, "teacher_throughput": 90, "mkdt_memory": 150, "quality": 60}
-MARK = ("<!-- gpu-suite -->", "<!-- /gpu-suite -->")
 
 
 class Suite:
@@ -236,16 +236,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(path: Path, rows: list[dict]) -> None:
-    text = path.read_text()
-    if MARK[0] not in text or MARK[1] not in text:
-        raise SystemExit(f"{path} has no {MARK[0]} ... {MARK[1]} markers")
-    a, rest = text.split(MARK[0], 1)
-    _, b = rest.split(MARK[1], 1)
-    path.write_text(f"{a}{MARK[0]}\n{table(rows)}\n{MARK[1]}{b}")
-    print(f"updated {path}")
-
-
 def copy_small(work: Path, dest: Path, limit: int = 2 * 2**20) -> None:
     """WORK's small files (no checkpoints) to ``dest``, keeping the folder layout."""
     for p in work.rglob("*"):
@@ -273,7 +263,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     s = Suite(a)
     if a.docs:
-        write_docs(Path(a.docs), s.state["rows"])
+        from distill.engine.files import write_block
+        print(f"updated {write_block(a.docs, 'gpu-suite', table(s.state['rows']))}")
         return 0
     if a.redo:
         s.state = {"rows": [], "done": []}

@@ -79,9 +79,11 @@ python scripts/bench_scdd.py --device cpu --iters 10 --scales cifar,cifar-resnet
 # --- many processes (issue 16), 2026-11-26 -----------------------------------------------------------------
 # every stage under torchrun at sample size (2 gloo processes), and the 1-vs-2-process step times of docs/SCALING.md
 N=2 OUT=/tmp/ssdd_torchrun bash scripts/torchrun_cpu.sh
-OMP_NUM_THREADS=1 python scripts/scaling.py measure --threads 1 --steps 9
-OMP_NUM_THREADS=1 python scripts/scaling.py measure --threads 2 --steps 9
-OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 scripts/scaling.py measure --threads 1 --steps 9
+J=docs/bench/scaling_cpu.jsonl
+OMP_NUM_THREADS=1 python scripts/scaling.py measure --threads 1 --steps 9 --json $J
+OMP_NUM_THREADS=1 python scripts/scaling.py measure --threads 2 --steps 9 --json $J
+OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 scripts/scaling.py measure --threads 1 --steps 9 --json $J
+python scripts/scaling.py report --json $J --docs docs/SCALING.md
 python scripts/scaling.py model --docs docs/SCALING.md
 # the GPU suite (device calls; carry .gpu/whl .gpu/c100_small.npz .gpu/suite .ref runs/cifar10/teacher_cpu.safetensors)
 #   source scripts/gpu_env.sh && $PY scripts/gpu_suite.py --work .gpu/suite --budget-s 500 --copy-to $OUT

@@ -5,6 +5,7 @@
     python scripts/scaling.py model --docs docs/SCALING.md
     python scripts/scaling.py measure --json F           # one process: KRR-ST and teacher steps at CPU size
     torchrun --standalone --nproc_per_node 2 scripts/scaling.py measure --json F    # the same on 2 processes
+    python scripts/scaling.py report --json F --docs docs/SCALING.md                 # their table
 
 ``model`` counts each stage's FLOPs per step at the paper setting (torch's FlopCounterMode on meta
 tensors: nothing runs), splits them into the part that is sharded over ranks and the part every rank
@@ -29,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 H100_KRRST_STEP_S = 0.0533
 #: assumed all-reduce bus bandwidths (NCCL busbw) and per-hop latencies
 BUS = {"NVLink (1 node)": (360e9, 10e-6), "2 nodes, 400 Gb/s InfiniBand": (45e9, 20e-6)}
-MARK = ("<!-- scaling:model -->", "<!-- /scaling:model -->")
 
 
 def flops(fn) -> float:
@@ -147,16 +147,6 @@ def split_markdown() -> str:
     return "\n".join(lines)
 
 
-def write_docs(path: Path, text: str) -> None:
-    doc = path.read_text()
-    if MARK[0] not in doc:
-        raise SystemExit(f"{path} has no {MARK[0]} ... {MARK[1]} markers")
-    a, rest = doc.split(MARK[0], 1)
-    _, b = rest.split(MARK[1], 1)
-    path.write_text(f"{a}{MARK[0]}\n{text}\n{MARK[1]}{b}")
-    print(f"updated {path}")
-
-
 # --------------------------------------------------------------------------- measured on this machine
 
 
@@ -191,13 +181,36 @@ def measure(args) -> None:
         stage.setup()
         rows[key] = _time(lambda i: stage.step(i), args.steps)
     if dist.is_main():
-        row = {"processes": dist.world_size(), "threads_each": args.threads, "budget": args.budget,
+        row = {"processes": dist.world_size(), "threads_each": args.threads, "steps": args.steps, "budget": args.budget,
                "real_batch": args.real_batch, "teacher_batch": args.teacher_batch, **rows,
                "date": time.strftime("%Y-%m-%d")}
         print(json.dumps(row), flush=True)
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+def measured_markdown(path: str) -> str:
+    """The table of docs/SCALING.md from the rows ``measure --json`` appended (the last row of each run kind)."""
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        rows[(r["processes"], r["threads_each"])] = r
+    one, two_threads, two = rows[(1, 1)], rows[(1, 2)], rows[(2, 1)]
+    keys = [("krr_st", "KRR-ST s/step"), ("teacher", "teacher s/step"),
+            ("teacher_no_sync_bn", "teacher, `sync_bn: false`")]
+    lines = [f"Median seconds per step of {one.get('steps', '?')} (after 1 warm-up), {one['date']}, fp32. KRR-ST: "
+             f"N = {one['budget']}, real batch {one['real_batch']}, ConvNet-32-64-128-BN pool and teacher. Teacher: "
+             f"Barlow Twins, ConvNet-32-64-128-BN, projector 512 x 3, batch {one['teacher_batch']} (global). Raw "
+             f"rows: `{path}`.", "",
+             "| run | " + " | ".join(t for _, t in keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name, r in (("1 process, 1 thread", one), ("1 process, 2 threads", two_threads),
+                    ("2 processes (torchrun, gloo), 1 thread each", two)):
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k, _ in keys) + " |")
+    for name, base in (("2 processes over 1 process x 1 thread", one),
+                       ("2 processes over 1 process x 2 threads (same cores)", two_threads)):
+        lines.append(f"| {name} | " + " | ".join(f"{base[k] / two[k]:.2f}x" for k, _ in keys) + " |")
+    return "\n".join(lines)
 
 
 def _time(step, steps: int, warm: int = 1) -> float:
@@ -224,14 +237,19 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=5)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--json", default=None)
+    r = sub.add_parser("report", help="the measured table from the rows of `measure --json`")
+    r.add_argument("--json", required=True)
+    r.add_argument("--docs", default=None)
     args = ap.parse_args()
-    if args.cmd == "model":
-        text = model_markdown() + "\n\n" + split_markdown()
-        print(text)
-        if args.docs:
-            write_docs(Path(args.docs), text)
-    else:
+    if args.cmd == "measure":
         measure(args)
+        return
+    from distill.engine.files import write_block
+    text, tag = ((model_markdown() + "\n\n" + split_markdown(), "scaling:model") if args.cmd == "model"
+                 else (measured_markdown(args.json), "scaling:measured"))
+    print(text)
+    if args.docs:
+        print(f"updated {write_block(args.docs, tag, text)}")
 
 
 if __name__ == "__main__":

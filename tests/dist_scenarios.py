@@ -167,7 +167,8 @@ def _distill_cfg(folder: Path, name: str, method: str = "krr_st", steps: int = 6
 
 
 def run_resume(out: Path) -> dict:
-    """KRR-ST through the stage driver: uninterrupted (a), and stopped at step 3 then resumed (b)."""
+    """KRR-ST through the stage driver: uninterrupted (a), stopped at step 3 then resumed (b), stopped by a
+    time limit then resumed (c)."""
     from distill.methods.run import run_distillation
     folder = Path(f"{out}.d")
     src = small_source(10)
@@ -177,7 +178,11 @@ def run_resume(out: Path) -> dict:
     stopped = run_distillation(_distill_cfg(folder, "b.safetensors", real_batch=30), stop_after=3, **kw)
     assert stopped.set is None and stopped.steps == 3
     b = run_distillation(_distill_cfg(folder, "b.safetensors", real_batch=30), resume=True, **kw)
-    return {"a.images": a.set.images, "a.targets": a.set.targets, "b.images": b.set.images, "b.targets": b.set.targets}
+    # a time limit of 0 s: rank 0's clock stops every rank after the first step, with a checkpoint
+    cut = run_distillation(_distill_cfg(folder, "c.safetensors", real_batch=30), time_limit=0, **kw)
+    assert cut.set is None and cut.steps == 1, cut.steps
+    c = run_distillation(_distill_cfg(folder, "c.safetensors", real_batch=30), resume=True, **kw)
+    return {f"{k}.{f}": getattr(r.set, f) for k, r in (("a", a), ("b", b), ("c", c)) for f in ("images", "targets")}
 
 
 def split_work(out: Path) -> dict:

@@ -85,8 +85,8 @@ def test_two_processes_take_the_step_one_process_takes(tmp_path):
 
 def test_resumed_two_process_run_ends_like_an_uninterrupted_one_and_only_rank_0_writes(tmp_path):
     two, out = scenario("run_resume", tmp_path)
-    for k in ("images", "targets"):     # stopped at step 3, resumed: bit-identical to the uninterrupted run
-        assert torch.equal(two[f"a.{k}"], two[f"b.{k}"])
+    for k in ("images", "targets"):     # stopped (at step 3, or by a time limit), resumed: bit-identical
+        assert torch.equal(two[f"a.{k}"], two[f"b.{k}"]) and torch.equal(two[f"a.{k}"], two[f"c.{k}"])
     one = in_one_process("run_resume", tmp_path)
     assert_close(two, one, 1e-4, ["a.images", "a.targets"])
     rank0 = Path(f"{out}.rank0.writes").read_text().split()

@@ -19,7 +19,8 @@ b), so its files are the same whatever the number of processes.
 - :func:`shard`: this rank's contiguous part of a global batch.
 - :func:`all_reduce_mean`, :func:`all_reduce_sum` (optionally differentiable: the backward of a
   sum over ranks is a sum over ranks), :func:`all_gather` (differentiable: each rank gets the
-  gradient of its own rows, summed over ranks), :func:`all_gather_objects`, :func:`broadcast_object`.
+  gradient of its own rows, summed over ranks); :func:`row_counts` and :func:`rank0_says` (small
+  tensors, cheap enough for every step); :func:`all_gather_objects` (pickled, once per run).
 - :func:`sync_grads`: average the ``.grad`` of tensors across ranks in one flat buffer (what DDP
   does for a module, for tensors that are not in a module: synthetic images and targets).
 - :func:`convert_sync_batchnorm`: BatchNorm with statistics over the global batch (torch's
@@ -40,11 +41,15 @@ from torch import nn
 from ..errors import UserError
 
 
-def _env_world() -> int:
+def _env_int(name: str, default: int) -> int:
     try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
+        return int(os.environ.get(name, default))
     except ValueError:
-        return 1
+        return default
+
+
+def _env_world() -> int:
+    return _env_int("WORLD_SIZE", 1)
 
 
 def is_distributed() -> bool:
@@ -66,10 +71,7 @@ def world_size() -> int:
 
 
 def local_rank() -> int:
-    try:
-        return int(os.environ.get("LOCAL_RANK", "0"))
-    except ValueError:
-        return 0
+    return _env_int("LOCAL_RANK", 0)
 
 
 def is_main() -> bool:
@@ -195,16 +197,39 @@ class _AllGather(torch.autograd.Function):
         return g[start:start + ctx.sizes[r]], None
 
 
+def _small(values: list[float], device: torch.device) -> torch.Tensor:
+    """A small float64 tensor where the backend can reduce it (the GPU under NCCL)."""
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    return torch.tensor(values, dtype=torch.float64, device=device)
+
+
+def row_counts(n: int, device: torch.device = torch.device("cpu")) -> list[int]:
+    """Every rank's ``n``, in rank order (one all-reduce of a W-vector; ``[n]`` in one process)."""
+    if not is_distributed():
+        return [n]
+    v = _small([0.0] * world_size(), device)
+    v[rank()] = n
+    dist.all_reduce(v)
+    return [int(c) for c in v.tolist()]
+
+
+def rank0_says(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (a one-element broadcast; ``flag`` in one process)."""
+    if not is_distributed():
+        return flag
+    v = _small([float(flag)], torch.device("cpu"))
+    dist.broadcast(v, src=0)
+    return bool(v.item())
+
+
 def all_gather(x: torch.Tensor, grad: bool = False, total: int | None = None) -> torch.Tensor:
     """The rows of every rank, concatenated in rank order. ``grad=True``: each rank's rows get the
     gradient summed over ranks. ``total``: the rows are :func:`shard` s of ``total`` rows (their sizes
     are then known without asking the other ranks); else shards may have any size."""
     if not is_distributed():
         return x
-    if total is not None:
-        sizes = [sl.stop - sl.start for sl in shards(total)]
-    else:
-        sizes = [int(s) for s in all_gather_objects(int(x.shape[0]))]
+    sizes = [sl.stop - sl.start for sl in shards(total)] if total is not None else row_counts(len(x), x.device)
     if grad:
         return _AllGather.apply(x, sizes)
     x = x.detach().contiguous()
@@ -220,15 +245,6 @@ def all_gather_objects(obj) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj, src: int = 0):
-    """Rank ``src``'s ``obj`` on every rank."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 @torch.no_grad()
@@ -336,6 +352,6 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 __all__ = ["GlobalBatchNorm", "all_gather", "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier",
-           "broadcast_object", "convert_sync_batchnorm", "device_for_rank", "init_distributed", "is_distributed",
-           "is_main", "launched", "local_rank", "rank", "shard", "shards", "shutdown", "sync_grads", "world_size",
-           "wrap_ddp"]
+           "convert_sync_batchnorm", "device_for_rank", "init_distributed", "is_distributed",
+           "is_main", "launched", "local_rank", "rank", "rank0_says", "row_counts", "shard", "shards", "shutdown",
+           "sync_grads", "world_size", "wrap_ddp"]

@@ -70,6 +70,20 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_block(doc: str | os.PathLike, tag: str, markdown: str) -> Path:
+    """Replace the block between ``<!-- TAG -->`` and ``<!-- /TAG -->`` in the Markdown file ``doc``
+    (appended when absent), atomically: docs tables are generated, never retyped."""
+    doc = Path(doc)
+    text = doc.read_text() if doc.exists() else ""
+    start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    return write_text(doc, text)
+
+
 def _json_default(o):
     try:
         import numpy as np

@@ -148,9 +148,9 @@ def fit(step_fn: Callable[[int], torch.Tensor | dict], steps: int, *, optimizer=
 
 
 def _past(deadline: float, collective: bool) -> bool:
-    from .dist import broadcast_object, is_distributed
+    from .dist import rank0_says
     past = time.time() > deadline
-    return bool(broadcast_object(past)) if collective and is_distributed() else past
+    return rank0_says(past) if collective else past
 
 
 def update(loss: torch.Tensor, optimizer, scheduler=None, inputs: list | None = None, zero_grad: bool = True,

@@ -118,7 +118,7 @@ class KRRST(Method):
                               weight_decay=self.cfg.pool_weight_decay)
         return m, opt
 
-    def _pool_step(self, i: int) -> None:
+    def _pool_step(self, i: int) -> torch.Tensor:
         """One full-batch MSE step of pool model i on the detached synthetic set (under torchrun: each rank
         its shard of the set, BatchNorm over the whole set, gradients averaged)."""
         m, opt = self.models[i], self.opts[i]
@@ -131,7 +131,7 @@ class KRRST(Method):
             out = m.head(out)
         loss = F.mse_loss(out.float(), y_s[part]) * (len(out) * dist.world_size() / len(x_s))
         update(loss, opt, sync=list(m.parameters()))
-        return dist.all_reduce_mean(loss.detach())
+        return loss.detach()          # this rank's share (the warm-up's log averages the shares)
 
     def _reinit(self, i: int) -> None:
         self.models[i], self.opts[i] = self._new_model()
@@ -182,7 +182,7 @@ class KRRST(Method):
             if ctx.verbose:
                 print(f"  KRR-ST pool warm-up: {len(plan)} full-batch steps of {cfg.pool_arch} over {cfg.pool_size} "
                       f"models (ages 1..{cfg.pool_steps - 1}, so the pool spans training stages)", flush=True)
-            fit(lambda j: self._pool_step(plan[j]), len(plan), desc="KRR-ST pool warm-up", what="pool model MSE",
+            fit(lambda j: dist.all_reduce_mean(self._pool_step(plan[j])), len(plan), desc="KRR-ST pool warm-up", what="pool model MSE",
                 fix="lower params.pool_lr", log_every=max(1, len(plan) // 20), lines=ctx.verbose,
                 estimate_after=min(10, len(plan)) if ctx.verbose else 0)
 

@@ -57,7 +57,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     n_local = z1.shape[0]
     if gather_distributed and dist.is_distributed():
-        sizes = [int(s) for s in dist.all_gather_objects(n_local)]
+        sizes = dist.row_counts(n_local, z1.device)
         offset, n = sum(sizes[:dist.rank()]), sum(sizes)
         everyone = torch.cat([dist.all_gather(z1, grad=True), dist.all_gather(z2, grad=True)])
         share = dist.world_size() * 2 * n_local / (2 * n)    # this rank's anchors' weight in the global mean
