@@ -224,6 +224,33 @@ def models(image_size: int):
             click.echo(f"{name:<28} {h}")
 
 
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--check", is_flag=True, help="verify every shipped file against its sha256")
+def teachers(name: str | None, check: bool):
+    """List the shipped teachers (the zoo), or show NAME's card. A zoo name works wherever a config
+    takes ``teacher:`` (e.g. teacher=cifar10-convnet-simclr)."""
+    from . import zoo
+    if name:
+        e = zoo.entry(name)
+        path = zoo.verify(name, e)
+        click.echo(zoo.card(name) or f"{name}: {path}")
+        click.echo(f"file: {path} ({e['bytes']} bytes, sha256 {e['sha256']}, verified)")
+        return
+    entries = zoo.index()
+    if not entries:
+        click.echo("no teachers are shipped in this installation")
+        return
+    click.echo(zoo.table(entries))
+    for n, e in sorted(entries.items()):
+        click.echo(f"\n{n}: {e['command']}")
+        if check:
+            zoo.verify(n, e)
+            click.echo("  sha256 verified")
+    click.echo("\nUse one as teacher=NAME (distill, experts, squeeze, leaderboard sources, applications); "
+               "`ssdd teachers NAME` shows its card.")
+
+
 def config_command(name: str, load, help: str, report) -> click.Command:
     """A command ``ssdd NAME [-c CONFIG] [key=value ...]`` that loads a config and runs one function.
 

@@ -21,3 +21,25 @@ def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         votes.scatter_add_(1, train_y[idx], (w / temperature).exp())
         correct += (votes.argmax(1) == test_y[i:i + chunk]).sum().item()
     return 100.0 * correct / te.shape[0]
+
+
+#: the fixed slice of the embedded sample on which a zoo teacher's k-NN is recorded at build time and
+#: re-measured by the tests (fp32, no autocast): the first 2,000 training and 500 test images, k = 20
+SAMPLE_SLICE = {"bank": 2000, "queries": 500, "k": 20}
+
+
+@torch.no_grad()
+def sample_knn(teacher) -> float:
+    """k-NN top-1 (%) of ``teacher`` on :data:`SAMPLE_SLICE` of the embedded sample, in fp32 on the CPU."""
+    from ..data import load_dataset
+    train = load_dataset("sample", None, "train", teacher.image_size)
+    test = load_dataset("sample", None, "test", teacher.image_size)
+    model = teacher.model.to("cpu").eval()
+
+    def feats(ds, n):
+        x = ds.float(torch.arange(n))
+        return torch.cat([model.embed(x[i:i + 500]).float() for i in range(0, n, 500)])
+
+    n_bank, n_q = SAMPLE_SLICE["bank"], SAMPLE_SLICE["queries"]
+    return round(knn_accuracy(feats(train, n_bank), train.labels[:n_bank], feats(test, n_q), test.labels[:n_q],
+                              k=SAMPLE_SLICE["k"]), 2)

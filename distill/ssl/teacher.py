@@ -17,7 +17,7 @@ from ..data.cache import cache_dir
 from ..engine.progress import progress
 from ..engine.record import register_record
 from ..engine.safefile import load_tensors, save_tensors
-from ..errors import DataError
+from ..errors import DataError, UserError
 from ..models import Net
 from ..models.record import ModelRecord, weights_id
 
@@ -103,6 +103,19 @@ class Teacher(ModelRecord):
         return reps
 
     # --------------------------------------------------------------- files
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="cpu") -> "Teacher":
+        """A teacher file, or a shipped teacher by zoo name (``cifar10-convnet-simclr``; checked against its
+        sha256). A missing file says how to get a teacher."""
+        from .. import zoo
+        path = zoo.resolve(str(path) if isinstance(path, str) else path)
+        if not Path(path).exists():
+            shipped = ", ".join(zoo.names()) or "none yet"
+            raise UserError(f"{path}: no such teacher file",
+                            fix=f"name a shipped teacher instead ({shipped}; `ssdd teachers` lists them), or train one: "
+                                "ssdd teacher -c configs/teacher/<dataset>_cpu.yaml data.root=DATA output=" + str(path))
+        return super().load(path, device)
+
     def save(self, path: str | os.PathLike) -> Path:
         self.meta["id"] = weights_id(self.model.state_dict())
         return super().save(path)

@@ -14,8 +14,9 @@ from ..config import resolved, to_dict
 from ..data import load_dataset
 from ..data.augment import SSLViews, ViewConfig
 from ..data.config import DataConfig
+from ..data.subsets import balanced_indices
 from ..engine import autocast, channels_last, dist, resolve_device, seed_everything
-from ..engine.device import describe_precision, full_precision
+from ..engine.device import Compiled, describe_precision, full_precision
 from ..engine.loop import epoch_batches, update
 from ..engine.optim import build_optimizer, param_groups, warmup_cosine
 from ..engine.stage import Stage, run_stage
@@ -70,6 +71,11 @@ class TeacherConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 10
     knn_k: int = 200
+    holdout: int = 0                      # training images held out of SSL training (class-balanced, fixed draw):
+                                          # the k-NN validation queries, so recipes are chosen without the test split
+    knn_every: int = 0                    # epochs between k-NN checks during training (0: only at the end); the
+                                          # curve goes into the teacher's header (``knn_curve``)
+    compile: bool = False                 # torch.compile the backbone + projector (falls back to eager on failure)
     sync_bn: bool = True                  # under torchrun: BatchNorm statistics over the global batch
     seed: int = 0
     device: str = "auto"
@@ -126,10 +132,12 @@ class TeacherStage(Stage):
 
     name = "teacher"
     #: keys that do not change what is trained (the k-NN check at the end; sync_bn, which only acts under torchrun)
-    mutable = ("test_split", "knn_k", "sync_bn")
+    mutable = ("test_split", "knn_k", "sync_bn", "knn_every", "compile")
 
-    def __init__(self, cfg: TeacherConfig, train, device: torch.device):
+    def __init__(self, cfg: TeacherConfig, train, device: torch.device, val=None, test=None):
         self.cfg, self.train, self.device = cfg, train, device
+        self.val, self.test = val, test       # k-NN queries: held-out training images, the test split
+        self.knn_curve: list[dict] = []
         self.t0 = time.time()
         self.backbone = create_model(cfg.backbone, out_dim=0, image_size=train.image_size, in_chans=train.channels,
                                      mean=train.mean, std=train.std)
@@ -141,6 +149,7 @@ class TeacherStage(Stage):
             self.backbone = dist.convert_sync_batchnorm(self.backbone, device)
             self.proj = dist.convert_sync_batchnorm(self.proj, device)
         self.net = dist.wrap_ddp(TwoViews(self.backbone, self.proj), device)
+        self.forward = Compiled(self.net, cfg.compile, f"{cfg.backbone} + projector")
         self.views = _views(cfg, train.image_size)
         self.batches = epoch_batches(len(train), cfg.batch_size, device, drop_last=True, cpu_perm=True)
         self.steps_per_epoch = self.batches.steps_per_epoch
@@ -163,15 +172,33 @@ class TeacherStage(Stage):
         v1, v2 = self.views(x)                 # the global batch, the same on every rank
         part = dist.shard(len(x))
         with autocast(self.device, self.cfg.amp):
-            z1, z2 = self.net(v1[part], v2[part])
+            z1, z2 = self.forward(v1[part], v2[part])
             with full_precision(self.device):
                 loss = self.loss_fn(z1.float(), z2.float())
         update(loss, self.opt, self.sched)
+        done = i + 1
+        if self.cfg.knn_every and done % (self.cfg.knn_every * self.steps_per_epoch) == 0 and done < self.steps:
+            self.knn_curve.append(self.knn_point(done // self.steps_per_epoch))
         return {"loss": dist.all_reduce_mean(loss.detach())}
+
+    def knn_point(self, epoch: int) -> dict:
+        """k-NN top-1 of the current backbone: held-out training images (``val``) and, where loaded, the test
+        split (``test``; reported, never used to choose anything), both against the training images."""
+        bank = embed_all(self.backbone, self.train)
+        row = {"epoch": epoch}
+        for key, ds in (("val", self.val), ("test", self.test)):
+            if ds is not None:
+                row[key] = round(knn_accuracy(bank, self.train.labels, embed_all(self.backbone, ds), ds.labels,
+                                              k=self.cfg.knn_k), 2)
+        if dist.is_main():
+            print("  k-NN after epoch " + str(epoch) + ": " +
+                  ", ".join(f"{k} {v:.2f} %" for k, v in row.items() if k != "epoch"), flush=True)
+        return row
 
     def state_dict(self) -> dict:
         return {"backbone": self.backbone.state_dict(), "projector": self.proj.state_dict(),
-                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "batches": self.batches.state_dict()}
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "batches": self.batches.state_dict(),
+                "knn_curve": [[r["epoch"], r.get("val", -1.0), r.get("test", -1.0)] for r in self.knn_curve]}
 
     def load_state_dict(self, state: dict) -> None:
         self.backbone.load_state_dict(state["backbone"])
@@ -179,6 +206,8 @@ class TeacherStage(Stage):
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.batches.load_state_dict(state.get("batches", {}))
+        self.knn_curve = [{"epoch": int(e), **({"val": v} if v >= 0 else {}), **({"test": t} if t >= 0 else {})}
+                          for e, v, t in state.get("knn_curve", [])]
 
     def upgrade_checkpoint(self, state: dict, path) -> dict:
         if "epoch" in state and "backbone" in state:   # release 0.1: a checkpoint at an epoch boundary
@@ -192,15 +221,46 @@ class TeacherStage(Stage):
         meta = {"arch": cfg.backbone, "dim": backbone.feature_dim, "image_size": train.image_size,
                 "channels": train.channels, "mean": list(train.mean), "std": list(train.std), "source": d.name,
                 "split": d.split, "ssl": cfg.ssl, "epochs": cfg.epochs, "seed": cfg.seed, "config": to_dict(cfg)}
+        if cfg.holdout:
+            meta["holdout"] = cfg.holdout
         teacher = Teacher(backbone, meta)
-        if cfg.test_split and train.labelled:
-            test = load_dataset(d.name, d.root, cfg.test_split, d.image_size, cache=d.cache, device=self.device)
-            knn = knn_accuracy(teacher.represent(train, desc="k-NN train"), train.labels,
-                               teacher.represent(test, desc="k-NN test"), test.labels, k=cfg.knn_k)
-            teacher.meta["knn_top1"] = round(knn, 2)
+        if train.labelled and (self.val is not None or self.test is not None):
+            last = self.knn_point(cfg.epochs)
+            if "test" in last:
+                teacher.meta["knn_top1"] = last["test"]
+            if "val" in last:
+                teacher.meta["val_knn_top1"] = last["val"]
             teacher.meta["knn_k"] = cfg.knn_k
+            self.knn_curve.append(last)
+        if self.knn_curve:
+            teacher.meta["knn_curve"] = self.knn_curve
         teacher.meta["train_seconds"] = round(time.time() - self.t0, 1)
         return teacher
+
+
+def holdout_split(train, n: int, seed: int = 0):
+    """(the rest, ``n`` held-out images): a class-balanced draw with a fixed seed, so every recipe compared
+    on the same data sees the same validation images whatever its own ``seed``."""
+    if not train.labelled:
+        raise ConfigError("holdout needs a labelled training split (k-NN validation)", fix="holdout=0")
+    if not 0 < n < len(train):
+        raise ConfigError(f"holdout={n} must be between 1 and {len(train) - 1}", fix="holdout=5000 on CIFAR")
+    idx = balanced_indices(train.labels, n, seed=seed).to(train.images.device)
+    keep = torch.ones(len(train), dtype=torch.bool, device=train.images.device)
+    keep[idx] = False
+    return train.subset(torch.nonzero(keep).flatten()), train.subset(torch.sort(idx).values)
+
+
+@torch.no_grad()
+def embed_all(model, ds, batch_size: int = 512) -> torch.Tensor:
+    """Features of every image of ``ds`` in eval mode (training mode restored), fp32."""
+    was = model.training
+    model.eval()
+    with autocast(ds.images.device):
+        out = torch.cat([model.embed(ds.float(torch.arange(i, min(i + batch_size, len(ds)), device=ds.images.device)))
+                         .float() for i in range(0, len(ds), batch_size)])
+    model.train(was)
+    return out
 
 
 def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | None = None,
@@ -218,13 +278,18 @@ def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | No
     seed_everything(cfg.seed)
     d = cfg.data
     train = load_dataset(d.name, d.root, d.split, d.image_size, download=d.download, cache=d.cache, device=device)
+    val = test = None
+    if cfg.holdout:
+        train, val = holdout_split(train, cfg.holdout)
+    if cfg.test_split and train.labelled:
+        test = load_dataset(d.name, d.root, cfg.test_split, d.image_size, cache=d.cache, device=device)
     if len(train) < cfg.batch_size:
         raise UserError(f"{d.name}/{d.split} has {len(train)} images, fewer than batch_size={cfg.batch_size}",
                         fix="lower batch_size")
     if cfg.batch_size < dist.world_size():
         raise ConfigError(f"batch_size {cfg.batch_size} cannot be split over {dist.world_size()} processes",
                           fix=f"batch_size >= {dist.world_size()} (the global batch is split)")
-    stage = TeacherStage(cfg, train, device)
+    stage = TeacherStage(cfg, train, device, val=val, test=test)
     spe = stage.steps_per_epoch
     if dist.is_main():
         procs = f", {dist.world_size()} processes (batch {cfg.batch_size} split)" if dist.is_distributed() else ""
