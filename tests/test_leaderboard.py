@@ -31,19 +31,19 @@ def _cfg(tmp_path, **kw):
 def test_small_leaderboard_runs_and_reuses_finished_cells(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
     calls = []
-    real = lb.evaluate_sets
+    real = lb.cells.evaluate_sets
 
     def counting(*a, **k):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
-    monkeypatch.setattr(lb, "evaluate_sets", counting)
+    monkeypatch.setattr(lb.cells, "evaluate_sets", counting)
     with pytest.raises(KeyboardInterrupt):
         run_leaderboard(cfg, log=lambda *_: None)
     assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 2     # two cells were done before the kill
     calls.clear()
-    monkeypatch.setattr(lb, "evaluate_sets", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(lb.cells, "evaluate_sets", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     rep = run_leaderboard(cfg, log=lambda *_: None)
     # 3 rows + full source + no pre-training = 5 cells; the restart evaluated only the 3 missing ones
     assert len(calls) == 3 and len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 5

@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from distill import zoo
 from distill.errors import FileFormatError, UserError

@@ -1,0 +1,114 @@
+"""The run: every (protocol, set, seed) cell evaluated once and written as a JSON file, so a killed run
+continues where it stopped."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..config import load_config, to_dict
+from ..distilled import DistilledSet
+from ..engine import resolve_device
+from ..engine.files import write_json
+from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
+from ..evaluate.config import EvalConfig, protocol_preset
+from ..ssl import Teacher
+from .config import FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug, row_label
+from .render import write_leaderboard
+from .sets import (OutOfTime, _classifier_info, _experts_info, _left, _source, make_classifier, make_experts, make_set,
+                   source_key)
+
+def eval_config(cfg: LeaderboardConfig, p: ProtocolSpec, seed: int) -> EvalConfig:
+    extra = {"protocol": p.name, "arch": cfg.arch, "seeds": [seed], "device": cfg.device, "amp": cfg.amp,
+             "targets": [to_dict(t) for t in cfg.targets], "no_pretrain_baseline": False,
+             "output": str(Path(cfg.output) / "unused")}
+    return load_config(EvalConfig, None, extra={**extra, **p.overrides}, preset=protocol_preset(p.name))
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_leaderboard(cfg: LeaderboardConfig, log=_say, time_limit: float | None = None) -> dict | None:
+    """Make the sets, evaluate every cell (reusing finished ones), write the report; return it.
+
+    time_limit: seconds; past it, the set in progress stops at a checkpoint and no new cell starts, and
+    None is returned (run again to continue: finished sets and cells are reused)."""
+    t0 = time.time()
+    deadline = None if time_limit is None else t0 + time_limit
+    try:
+        return _run_leaderboard(cfg, log, t0, deadline)
+    except OutOfTime:
+        log(f"time limit of {time_limit:g} s reached; run the same command again to continue")
+        return None
+
+
+def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
+    device = resolve_device(cfg.device)
+    out = Path(cfg.output)
+    cells: list[dict] = []
+    info: dict[str, dict] = {}
+    for spec in cfg.sources:
+        src = _source(spec, device)
+        teacher = Teacher.load(spec.teacher).to(device) if spec.teacher else None
+        tinfo = (f"teacher {teacher.describe()}, k-NN top-1 {teacher.meta.get('knn_top1', '?')} %" if teacher
+                 else "no teacher")
+        skey = source_key(spec, teacher)
+        log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
+        targets = load_targets(cfg.targets, src.image_size, src.channels, device)
+        experts = make_experts(cfg, spec, src, teacher, out / "experts" / skey, log)
+        classifier = make_classifier(cfg, spec, src, teacher, out / "classifiers" / f"{skey}.safetensors", log)
+        for budget in spec.budgets:
+            folder = out / "sets" / f"{skey}-n{budget}"
+            sets: dict[str, tuple[str | None, DistilledSet | None, dict]] = {}
+            for row in cfg.all_rows():
+                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier, deadline)
+                if path is not None:
+                    sets[row_label(row)] = (path, s, {"method": row.method})
+            if cfg.full_source:
+                row = RowSpec(method="random", label=FULL_SOURCE)
+                path, s = make_set(cfg, spec, src, teacher, row, len(src), out / "sets" / f"{skey}-full", log,
+                                   deadline=deadline)
+                sets[f"{FULL_SOURCE} ({len(src)})"] = (path, s, {"method": "random", "full": True})
+            if cfg.no_pretrain:
+                sets[NO_PRETRAIN] = (None, None, {"method": None})
+            group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
+                     "experts": _experts_info(experts), "classifier": _classifier_info(classifier)}
+            info[f"{spec.data.name} N={budget}"] = {**group, "rows": {
+                label: {"seconds": s.meta.get("distill_seconds") if s is not None else None,
+                        "image_equivalents": round(s.image_equivalents(), 1) if s is not None else None,
+                        "examples": len(s) if s is not None else None}
+                for label, (_, s, _) in sets.items()}}
+            for p in cfg.protocols:
+                for label, (path, s, extra) in sets.items():
+                    for seed in cfg.seeds:
+                        _left(deadline)
+                        cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier))
+    return write_leaderboard(cfg, cells, info, time.time() - t0)
+
+
+def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
+          classifier: str | None = None) -> list[dict]:
+    ecfg = eval_config(cfg, p, seed)
+    if ecfg.relabel.enabled:
+        if s is None:                # nothing to train a student on
+            return []
+        if not ecfg.relabel.classifier:
+            ecfg.relabel.classifier = classifier
+    if extra.get("full") and cfg.full_source_epochs:
+        ecfg.pretrain.epochs = cfg.full_source_epochs
+    set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
+    key = _digest([to_dict(ecfg), set_id, label, group["source"], group["budget"]])
+    file = out / "cells" / p.name / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}-s{seed}-{key}.json"
+    if file.exists():
+        return json.loads(file.read_text())["rows"]
+    t = time.time()
+    rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
+    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier")}, "protocol": p.name,
+             "method": extra.get("method")} for r in rep.rows]
+    write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
+    accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
+    log(f"  [{p.name}] {label} seed {seed}: {accs} ({time.time() - t:.0f}s)")
+    return rows
+
+

@@ -1,0 +1,124 @@
+"""The report: Markdown tables per protocol, the compact summary, the bar chart, the docs blocks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import to_dict
+from ..engine.files import write_block, write_json, write_text
+from ..evaluate.report import aggregate, fmt
+from .config import LeaderboardConfig
+from .stats import gains
+
+def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
+    out = Path(cfg.output)
+    md = [f"### Leaderboard `{cfg.name}`\n",
+          f"Architecture `{cfg.arch}`; seeds {list(cfg.seeds)} (the same for every row); test top-1 (%), mean ± "
+          f"sample std over seeds; no checkpoint selection. Gains are paired by seed (two-sided paired t-test, "
+          f"alpha {cfg.alpha}); \"within noise\" means the test does not separate them. Sets are made once "
+          f"(seed 0) and evaluated with every seed.\n"]
+    keys = ("protocol", "source", "budget", "set", "target", "metric")
+    agg = aggregate(rows, keys)
+    g = gains(cfg, rows)
+    for group, gi in info.items():
+        for p in cfg.protocols:
+            sub = [a for a in agg if a["protocol"] == p.name and f"{a['source']} N={a['budget']}" == group]
+            if not sub:
+                continue
+            cols = list(dict.fromkeys((a["target"], a["metric"]) for a in sub))
+            labels = list(dict.fromkeys(a["set"] for a in sub))
+            cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
+            md.append(f"#### {group}, protocol `{p.name}`\n")
+            md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
+                      + (f"; {gi['experts']}" if gi.get("experts") else "")
+                      + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
+            head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for label in labels:
+                vals = [fmt(c["mean"], c["std"], c["n"]) if (c := cell.get((label, t, m))) else "–" for t, m in cols]
+                r = gi["rows"].get(label, {})
+                secs = f"{r['seconds']:.0f} s" if r.get("seconds") is not None else "–"
+                store = f"{r['image_equivalents']:.1f}" if r.get("image_equivalents") is not None else "–"
+                lines.append("| " + " | ".join([label] + vals + [secs, store]) + " |")
+            md.append("\n".join(lines) + "\n")
+            gsub = [x for x in g if x["protocol"] == p.name and f"{x['source']} N={x['budget']}" == group]
+            if gsub:
+                md.append("| set | vs | " + " | ".join(f"{t} {m}" for t, m in cols) + " |")
+                md.append("|---|---|" + "---|" * len(cols))
+                for label in dict.fromkeys(x["set"] for x in gsub):
+                    for base in cfg.baselines:
+                        vals = []
+                        for t, m in cols:
+                            x = next((x for x in gsub if (x["set"], x["baseline"], x["target"], x["metric"]) ==
+                                      (label, base, t, m)), None)
+                            vals.append("–" if x is None else f"{x['gain']:+.2f}" + (
+                                f" (p={x['p']:.3f}, {x['verdict']})" if x["p"] is not None else f" ({x['verdict']})"))
+                        md.append(f"| {label} | {base} | " + " | ".join(vals) + " |")
+                md.append("")
+    text = "\n".join(md) + "\n"
+    summary = summary_markdown(cfg, agg, g)
+    plot = _plot(cfg, agg, out / "leaderboard.png")
+    paths = {"md": write_text(out / "results.md", f"# Leaderboard {cfg.name}\n\n" + text + f"\n![plot]({plot.name})\n"),
+             "json": write_json(out / "results.json", {"rows": rows, "aggregate": agg, "gains": g, "info": info,
+                                                      "config": to_dict(cfg), "seconds": round(seconds, 1)}),
+             "plot": plot}
+    return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "aggregate": agg, "paths": paths,
+            "seconds": seconds}
+
+
+_MARK = {"**beats**": "+", "**loses**": "−", "within noise": "=", "one seed: no test": "?"}
+
+
+def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> str:
+    """One compact table per source x budget: each row's mean under every (protocol, target, metric),
+    with its paired verdict against each baseline (+ beats, − loses, = within noise)."""
+    base_short = {b: "".join(w[0] for w in b.split("_")) for b in cfg.baselines}
+    out = []
+    for src, n in dict.fromkeys((a["source"], a["budget"]) for a in agg):
+        sub = [a for a in agg if (a["source"], a["budget"]) == (src, n)]
+        cols = list(dict.fromkeys((a["protocol"], a["target"], a["metric"]) for a in sub))
+        cell = {(a["set"], a["protocol"], a["target"], a["metric"]): a for a in sub}
+        verdicts = {(x["set"], x["baseline"], x["protocol"], x["target"], x["metric"]): _MARK.get(x["verdict"], "?")
+                    for x in g if (x["source"], x["budget"]) == (src, n)}
+        out.append(f"**{src}, N = {n}** (test top-1 %, mean of {len(cfg.seeds)} seeds; after each number its paired "
+                   "verdict against " + ", ".join(f"`{b}` ({k})" for b, k in base_short.items())
+                   + ": + beats, − loses, = within noise, p < " + f"{cfg.alpha})\n")
+        head = ["set"] + [f"{p} {t} {m}" for p, t, m in cols]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label in dict.fromkeys(a["set"] for a in sub):
+            vals = []
+            for p, t, m in cols:
+                a = cell.get((label, p, t, m))
+                if a is None:
+                    vals.append("–")
+                    continue
+                marks = " ".join(f"{k}{verdicts[(label, b, p, t, m)]}" for b, k in base_short.items()
+                                 if (label, b, p, t, m) in verdicts)
+                vals.append(f"{a['mean']:.2f}" + (f" ({marks})" if marks else ""))
+            lines.append("| " + " | ".join([label] + vals) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def _plot(cfg, agg, path: Path) -> Path:
+    from ..viz import matplotlib_pyplot, save_figure
+    plt = matplotlib_pyplot()
+    panels = list(dict.fromkeys((a["protocol"], a["source"], a["budget"], a["target"], a["metric"]) for a in agg))
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        sub = [a for a in agg if (a["protocol"], a["source"], a["budget"], a["target"], a["metric"]) == key]
+        ax.bar(range(len(sub)), [a["mean"] for a in sub], yerr=[a["std"] for a in sub], capsize=3,
+               color=["tab:gray" if a["set"] in cfg.baselines else "tab:blue" for a in sub])
+        ax.set_xticks(range(len(sub)), [a["set"] for a in sub], rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{key[0]}: {key[1]} N={key[2]} -> {key[3]} {key[4]}", fontsize=8)
+        ax.set_ylabel("test top-1 (%)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def update_docs(doc: str | Path, name: str, markdown: str) -> Path:
+    """Replace the block between ``<!-- leaderboard:NAME -->`` and ``<!-- /leaderboard:NAME -->`` in ``doc``
+    (appended when absent)."""
+    return write_block(doc, f"leaderboard:{name}", markdown)
+
+
