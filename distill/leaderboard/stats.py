@@ -6,6 +6,60 @@ import math
 from ..evaluate import NO_PRETRAIN
 from .config import FULL_SOURCE, LeaderboardConfig
 
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment over one family: the i-th smallest p (i = 1..m) becomes
+    max_{j <= i} min(1, (m - j + 1) p_(j)); ``None`` entries (no test) stay None and are not counted."""
+    idx = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
+    m = len(idx)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def paired_ci(d: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The ``level`` confidence interval of the mean paired difference (Student t; None below 2 pairs)."""
+    n = len(d)
+    if n < 2:
+        return None
+    from scipy import stats
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def detectable_gain(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest true mean difference a two-sided paired t-test at level ``alpha`` detects with probability
+    ``power``, given the standard deviation ``sd`` of the paired differences over ``n`` pairs: the delta with
+    P(|T| > t_{1-alpha/2, n-1}) = power for T ~ noncentral t(n - 1, delta sqrt(n) / sd). None below 2 pairs."""
+    if n < 2:
+        return None
+    if sd == 0:
+        return 0.0
+    from scipy import integrate, optimize, stats
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def achieved(delta: float) -> float:
+        # P(|Z + nc| > crit sqrt(V / df)), V ~ chi2(df): the noncentral t's two tails, integrated over V
+        # (scipy's nct.sf returns nan far in the tail, e.g. df = 2 at a Holm-corrected alpha)
+        nc = delta * math.sqrt(n) / sd
+
+        def f(v):
+            c = crit * math.sqrt(v / df)
+            return stats.chi2.pdf(v, df) * (stats.norm.sf(c - nc) + stats.norm.cdf(-c - nc))
+        return integrate.quad(f, 0, math.inf, limit=200)[0] - power
+
+    hi = sd
+    while achieved(hi) < 0:
+        hi *= 2
+    return float(optimize.brentq(achieved, 0.0, hi, xtol=1e-10))
+
+
 def paired_test(a: list[float], b: list[float]) -> tuple[float, float, float | None]:
     """(mean difference a - b, std of the differences, two-sided paired t-test p; None below 2 pairs)."""
     d = [x - y for x, y in zip(a, b)]
