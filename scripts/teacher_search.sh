@@ -23,3 +23,5 @@ run simclr_t0.5
 run simclr_t0.2 temperature=0.2
 run simclr_crop0.2 views.crop_min_scale=0.2
 run barlow_twins ssl=barlow_twins projector_hidden=2048 projector_dim=2048 projector_layers=3 lambd=0.005
+# second round: the two best changes of the first round together (torch.compile only changes speed)
+run simclr_t0.2_crop0.2 temperature=0.2 views.crop_min_scale=0.2 compile=true

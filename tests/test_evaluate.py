@@ -65,7 +65,7 @@ def test_aggregate_mean_and_sample_std():
 def test_protocol_presets():
     mk = load_eval_config(protocol="mkdt")
     assert mk.pretrain.epochs == 20 and mk.pretrain.lr is None and mk.linear.label_fractions == [0.01, 0.05]
-    assert mk.linear.steps == 20 and mk.linear.l2 == 1e-3 and not mk.finetune.enabled
+    assert mk.linear.steps >= 1000 and mk.linear.tolerance <= 1e-4 and mk.linear.l2 == 1e-3 and not mk.finetune.enabled
     kr = load_eval_config(protocol="krrst", overrides=["pretrain.epochs=7"])
     assert kr.pretrain.epochs == 7 and kr.finetune.iterations == 10_000 and kr.pretrain.weight_decay == 1e-3
 
@@ -78,3 +78,22 @@ def test_load_targets_class_balanced_subsets():
     assert torch.bincount(train.labels).tolist() == [7] * 10 and torch.bincount(test.labels).tolist() == [3] * 10
     with pytest.raises(Exception, match="channel"):
         load_targets([TargetConfig("sample")], 32, 1, torch.device("cpu"))
+
+
+def test_the_linear_probe_reaches_its_tolerance_and_an_early_stop_is_flagged():
+    from distill.evaluate.config import LinearConfig
+    from distill.evaluate.train import fit_linear
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 32, generator=g)
+    w = torch.randn(32, 5, generator=g)
+    y = (x @ w + 0.5 * torch.randn(400, 5, generator=g)).argmax(1)
+    info = {}
+    lin = fit_linear(x, y, 5, LinearConfig(l2=1e-3, tolerance=1e-5, steps=5000), info=info)
+    assert info["probe_converged"] and info["probe_grad"] <= 1e-5 and 0 < info["probe_iters"] < 5000
+    # the gradient really is (close to) zero at the solution: the optimality condition of the penalised objective
+    lin.zero_grad()
+    (torch.nn.functional.cross_entropy(lin(x), y) + 1e-3 * lin.weight.pow(2).sum()).backward()
+    assert lin.weight.grad.abs().max() <= 1e-5
+    short = {}
+    fit_linear(x, y, 5, LinearConfig(l2=1e-3, tolerance=1e-5, steps=3), info=short)
+    assert short["probe_iters"] == 3 and not short["probe_converged"] and short["probe_grad"] > 1e-5

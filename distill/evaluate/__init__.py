@@ -138,8 +138,9 @@ def pretrain_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: b
                                      std=train.std).to(device)
             base = {"set": label, "arch": cfg.arch, "target": tname, "seed": seed}
             if cfg.linear.enabled:
-                for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp).items():
-                    rows.append({**base, "metric": metric_name("linear", frac), "acc": acc})
+                probe: dict = {}
+                for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp, info=probe).items():
+                    rows.append({**base, "metric": metric_name("linear", frac), "acc": acc, **probe.get(frac, {})})
                     if verbose:
                         print(f"  {label:<24} seed {seed} {tname:<10} {metric_name('linear', frac):<12} {acc:6.2f}")
             if cfg.finetune.enabled:

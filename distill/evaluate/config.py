@@ -71,11 +71,13 @@ class FinetuneConfig:
 
 @dataclasses.dataclass
 class LinearConfig:
-    """Linear probe on frozen features: L-BFGS (full batch) or SGD, on label fractions."""
+    """Linear probe on frozen features: L-BFGS (full batch) solved to a gradient tolerance, or SGD, on label
+    fractions. Each result records the solver's iterations and final gradient, and whether it converged."""
 
     enabled: bool = True
     solver: str = "lbfgs"                 # lbfgs | sgd
-    steps: int = 100                      # L-BFGS iterations, or SGD epochs
+    steps: int = 2000                     # L-BFGS: the most iterations (it stops earlier at `tolerance`); SGD: epochs
+    tolerance: float = 1e-4               # L-BFGS: stop when the gradient's largest entry is below this
     l2: float = 1e-4                      # L2 penalty on the weights (x ||W||^2)
     lr: float = 0.1                       # SGD only
     batch_size: int = 1024                # SGD only

@@ -145,9 +145,12 @@ def extract_features(model: Net, ds: ImageSet, batch_size: int = 1024, amp="auto
     return torch.cat(out)
 
 
-def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearConfig) -> torch.nn.Linear:
-    """A linear classifier on features: full-batch L-BFGS (strong Wolfe) or mini-batch SGD, with
-    ``l2 * ||W||^2`` added to the mean cross-entropy."""
+def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearConfig,
+               info: dict | None = None) -> torch.nn.Linear:
+    """A linear classifier on features: full-batch L-BFGS (strong Wolfe) run until the objective's gradient
+    has no entry above ``cfg.tolerance`` (at most ``cfg.steps`` iterations), or mini-batch SGD, with
+    ``l2 * ||W||^2`` added to the mean cross-entropy. ``info`` (a dict) receives the iterations, the final
+    gradient's largest entry and whether the tolerance was reached."""
     lin = torch.nn.Linear(x.shape[1], num_classes).to(x.device)
     torch.nn.init.zeros_(lin.weight)
     torch.nn.init.zeros_(lin.bias)
@@ -157,8 +160,9 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
         return F.cross_entropy(lin(xb), yb) + cfg.l2 * lin.weight.pow(2).sum()
 
     if cfg.solver == "lbfgs":
-        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=cfg.steps, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=cfg.steps, max_eval=2 * cfg.steps,
+                                history_size=20, line_search_fn="strong_wolfe", tolerance_grad=cfg.tolerance,
+                                tolerance_change=1e-14)
 
         def closure():
             opt.zero_grad()
@@ -166,6 +170,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
             loss.backward()
             return loss
         opt.step(closure)
+        iterations = int(opt.state[opt._params[0]].get("n_iter", 0))
     else:
         opt = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=0.9)
         batches = epoch_batches(len(x), cfg.batch_size, x.device)
@@ -173,12 +178,21 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total))
         fit(lambda i: objective(batches(i)), total, optimizer=opt, scheduler=sched, desc="linear probe (SGD)",
             what="probe loss", fix="lower linear.lr", log_every=max(1, total // 10))
+        iterations = total
+    if info is not None:
+        lin.zero_grad()
+        objective().backward()
+        grad = max(float(p.grad.abs().max()) for p in lin.parameters())
+        lin.zero_grad()
+        info.update(probe_iters=iterations, probe_grad=grad,
+                    probe_converged=bool(cfg.solver != "lbfgs" or grad <= cfg.tolerance))
     return lin
 
 
 def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig, seed: int = 0,
-                 amp="auto") -> dict[float, float]:
-    """Test top-1 (%) of linear classifiers on frozen features, one per label fraction."""
+                 amp="auto", info: dict | None = None) -> dict[float, float]:
+    """Test top-1 (%) of linear classifiers on frozen features, one per label fraction; ``info[frac]`` gets
+    each probe's solver record (iterations, final gradient, converged)."""
     f_tr = extract_features(model, train, amp=amp, desc="probe features (train)")
     f_te = extract_features(model, test, amp=amp, desc="probe features (test)")
     results = {}
@@ -190,8 +204,11 @@ def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig,
         if cfg.standardize:
             mu, sd = xs.mean(0, keepdim=True), xs.std(0, keepdim=True).clamp_min(1e-6)
             xs, xt = (xs - mu) / sd, (f_te - mu) / sd
+        rec: dict = {}
         with torch.enable_grad():
-            lin = fit_linear(xs, ys, train.num_classes, cfg)
+            lin = fit_linear(xs, ys, train.num_classes, cfg, info=rec)
+        if info is not None:
+            info[frac] = rec
         with torch.no_grad():
             results[frac] = accuracy(lin, xt, test.labels)
     return results
