@@ -3,6 +3,7 @@ registered method gets its row with no other change; the paired test against a c
 import math
 
 import pytest
+import torch
 
 import distill.leaderboard as lb
 from distill.config import load_config
@@ -136,3 +137,49 @@ def test_scdd_rows_and_protocol_get_the_sources_classifier(tmp_path):
     metrics = {(r["set"], r["metric"]) for r in rep["rows"]}
     assert metrics == {(s, f"relabel:{k}") for s in ("scdd", "random_labelled") for k in ("teacher", "stored", "hard")}
     assert "SC-DD classifier" in (tmp_path / "lb" / "results.md").read_text()
+
+
+def _rows(label_values: dict, metric="linear"):
+    """Leaderboard rows (one protocol / source / target) from {label: [acc per evaluation seed]}."""
+    return [{"protocol": "krrst", "source": "s", "budget": 10, "target": "t", "metric": metric, "set": label,
+             "seed": i, "acc": v, "set_seed": None if label.startswith("full source") else 0}
+            for label, vals in label_values.items() for i, v in enumerate(vals)]
+
+
+def test_the_headroom_sentence_appears_exactly_when_headroom_is_under_twice_the_detectable_gain(tmp_path):
+    from distill.leaderboard.stats import gains, headroom
+    cfg = load_config(LeaderboardConfig, extra={"rows": [{"method": "random"}, {"method": "herding"}],
+                                                "baselines": ["random"], "output": str(tmp_path)})
+    base = {"random": [50.0, 51.0, 49.5], "herding": [50.5, 50.0, 50.9]}
+    for full, separates in (([60.0, 61.0, 59.0], True), ([50.2, 51.5, 49.9], False)):
+        rows = _rows({**base, "full source (100, converged: 5 epochs)": full})
+        g = gains(cfg, rows)
+        (h,) = headroom(cfg, rows, g)
+        assert h["detectable"] == g[0]["detectable"] > 0      # one comparison: its detectable gain is the table's
+        assert h["headroom"] == pytest.approx(sum(full) / 3 - sum(base["random"]) / 3)
+        assert h["separates"] is separates and separates == (h["headroom"] >= 2 * h["detectable"])
+        md = lb.write_leaderboard(cfg, rows, {"s N=10": {"source": "s", "source_images": 100, "teacher": "t",
+                                                        "rows": {}}}, 1.0)["markdown"]
+        assert ("cannot separate methods closer than" in md) is (not separates)
+        if not separates:   # and then it is the table's first line
+            assert md.splitlines()[2].startswith("**This setting cannot separate methods closer than")
+
+
+def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and_evaluation_seed(tmp_path, monkeypatch):
+    from distill.distilled import DistilledSet
+    from distill.methods.krr_st import KRRST
+    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "krr_st", "steps": 2, "params": KRRST.tiny_params}],
+               baselines=["random"], distill_seeds=[0, 1], seeds=[0, 1], full_source=False, no_pretrain=False)
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    sets = tmp_path / "lb" / "sets"
+    for name in ("random", "krr-st"):
+        a = DistilledSet.load(next(sets.rglob(f"{name}.safetensors")))
+        b = DistilledSet.load(next(sets.rglob(f"{name}-d1.safetensors")))
+        assert not torch.equal(a.images, b.images)
+    assert len(list((tmp_path / "lb" / "cells").rglob("*-d1-s1-*.json"))) == 2     # 2 rows x 1 protocol
+    assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 8            # 2 rows x 2 set seeds x 2 seeds
+    assert rep["gains"] and all(x["n"] == 2 for x in rep["gains"])   # paired over the 2 set seeds, eval seeds averaged
+    calls = []
+    monkeypatch.setattr(lb.cells, "evaluate_sets", lambda *a, **k: calls.append(1))
+    run_leaderboard(cfg, log=lambda *_: None)
+    assert calls == []

@@ -60,55 +60,78 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
         classifier = make_classifier(cfg, spec, src, teacher, out / "classifiers" / f"{skey}.safetensors", log)
         for budget in spec.budgets:
             folder = out / "sets" / f"{skey}-n{budget}"
-            sets: dict[str, tuple[str | None, DistilledSet | None, dict]] = {}
-            for row in cfg.all_rows():
-                path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier, deadline)
-                if path is not None:
-                    sets[row_label(row)] = (path, s, {"method": row.method})
-            if cfg.full_source:
+            # (label, distillation seed or None for rows that do not depend on it) -> (path, set, extra)
+            sets: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
+            for dseed in cfg.distill_seeds:
+                for row in cfg.all_rows():
+                    path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier, deadline,
+                                       seed=dseed)
+                    if path is not None:
+                        sets[(row_label(row), dseed)] = (path, s, {"method": row.method})
+            if cfg.full_source or cfg.full_source_converged_epochs:
                 row = RowSpec(method="random", label=FULL_SOURCE)
                 path, s = make_set(cfg, spec, src, teacher, row, len(src), out / "sets" / f"{skey}-full", log,
                                    deadline=deadline)
-                sets[f"{FULL_SOURCE} ({len(src)})"] = (path, s, {"method": "random", "full": True})
+                if cfg.full_source:
+                    sets[(f"{FULL_SOURCE} ({len(src)})", None)] = (path, s, {"method": "random", "full": True,
+                                                                             "epochs": cfg.full_source_epochs})
+                if cfg.full_source_converged_epochs:
+                    label = f"{FULL_SOURCE} ({len(src)}, converged: {cfg.full_source_converged_epochs} epochs)"
+                    sets[(label, None)] = (path, s, {"method": "random", "full": True,
+                                                     "epochs": cfg.full_source_converged_epochs})
             if cfg.no_pretrain:
-                sets[NO_PRETRAIN] = (None, None, {"method": None})
+                sets[(NO_PRETRAIN, None)] = (None, None, {"method": None})
             group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
                      "experts": _experts_info(experts), "classifier": _classifier_info(classifier)}
-            info[f"{spec.data.name} N={budget}"] = {**group, "rows": {
-                label: {"seconds": s.meta.get("distill_seconds") if s is not None else None,
-                        "image_equivalents": round(s.image_equivalents(), 1) if s is not None else None,
-                        "examples": len(s) if s is not None else None}
-                for label, (_, s, _) in sets.items()}}
+            info[f"{spec.data.name} N={budget}"] = {**group, "rows": _row_info(sets)}
             for p in cfg.protocols:
-                for label, (path, s, extra) in sets.items():
+                for (label, dseed), (path, s, extra) in sets.items():
                     for seed in cfg.seeds:
                         _left(deadline)
-                        cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier))
+                        cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier,
+                                           set_seed=dseed))
     return write_leaderboard(cfg, cells, info, time.time() - t0)
 
 
+def _row_info(sets: dict) -> dict:
+    """Per row label: distillation seconds and storage (the mean over its distillation seeds)."""
+    by: dict[str, list] = {}
+    for (label, _), (_, s, _) in sets.items():
+        by.setdefault(label, []).append(s)
+    out = {}
+    for label, ss in by.items():
+        ss = [s for s in ss if s is not None]
+        secs = [s.meta.get("distill_seconds") for s in ss if s.meta.get("distill_seconds") is not None]
+        out[label] = {"seconds": sum(secs) / len(secs) if secs else None,
+                      "image_equivalents": round(ss[0].image_equivalents(), 1) if ss else None,
+                      "examples": len(ss[0]) if ss else None, "sets": len(ss)}
+    return out
+
+
 def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
-          classifier: str | None = None) -> list[dict]:
+          classifier: str | None = None, set_seed: int | None = None) -> list[dict]:
     ecfg = eval_config(cfg, p, seed)
     if ecfg.relabel.enabled:
         if s is None:                # nothing to train a student on
             return []
         if not ecfg.relabel.classifier:
             ecfg.relabel.classifier = classifier
-    if extra.get("full") and cfg.full_source_epochs:
-        ecfg.pretrain.epochs = cfg.full_source_epochs
+    if extra.get("full") and extra.get("epochs"):
+        ecfg.pretrain.epochs = extra["epochs"]
     set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
     key = _digest([to_dict(ecfg), set_id, label, group["source"], group["budget"]])
-    file = out / "cells" / p.name / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}-s{seed}-{key}.json"
+    dpart = "" if set_seed is None else f"-d{set_seed}"
+    file = out / "cells" / p.name / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
     if file.exists():
         return json.loads(file.read_text())["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
     rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier")}, "protocol": p.name,
-             "method": extra.get("method")} for r in rep.rows]
+             "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
-    log(f"  [{p.name}] {label} seed {seed}: {accs} ({time.time() - t:.0f}s)")
+    sseed = "" if set_seed is None else f"set seed {set_seed}, "
+    log(f"  [{p.name}] {label} {sseed}seed {seed}: {accs} ({time.time() - t:.0f}s)")
     return rows
 
 

@@ -59,13 +59,19 @@ class LeaderboardConfig:
     variants: list[RowSpec] = dataclasses.field(default_factory=list)
     baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "random_labelled"])
     full_source: bool = True              # a row pre-trained on the whole source with teacher targets
-    full_source_epochs: int | None = None  # its pre-training epochs (None: the protocol's)
+    full_source_epochs: int | None = None  # its pre-training epochs (None: the protocol's): the equal-compute row
+    # a second full-source row pre-trained this many epochs, to convergence: the ceiling that the headroom
+    # (full source converged - random) is measured against; None: no such row
+    full_source_converged_epochs: int | None = None
     no_pretrain: bool = True
     protocols: list[ProtocolSpec] = dataclasses.field(default_factory=lambda: [ProtocolSpec("krrst"),
                                                                                 ProtocolSpec("mkdt")])
     arch: str = "convnet-128-256-512-bn"
     targets: list[TargetConfig] = dataclasses.field(default_factory=lambda: [TargetConfig()])
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])   # evaluation seeds
+    # every set is made once per distillation seed (baselines too: each seed draws another subset); with more
+    # than one, the paired unit of a test is the set seed (its evaluation seeds averaged)
+    distill_seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     alpha: float = 0.05                   # significance level of the paired test
     device: str = "auto"
     amp: str = "auto"
@@ -83,8 +89,10 @@ class LeaderboardConfig:
             raise ConfigError(f"baselines {missing} are not rows", fix=f"rows are: {', '.join(labels)}")
         for p in self.protocols:
             protocol_preset(p.name)
-        if not self.seeds:
-            raise ConfigError("a leaderboard needs at least one seed")
+        if not self.seeds or not self.distill_seeds:
+            raise ConfigError("a leaderboard needs at least one seed and one distillation seed")
+        if len(set(self.distill_seeds)) != len(self.distill_seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("seeds and distill_seeds must not repeat a seed")
 
     def all_rows(self) -> list[RowSpec]:
         rows = list(self.rows) or [RowSpec(method=m, steps=self.method_steps.get(m),

@@ -7,18 +7,30 @@ from ..config import to_dict
 from ..engine.files import write_block, write_json, write_text
 from ..evaluate.report import aggregate, fmt
 from .config import LeaderboardConfig
-from .stats import gains
+from .stats import gains, headroom
 
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
     out = Path(cfg.output)
-    md = [f"### Leaderboard `{cfg.name}`\n",
-          f"Architecture `{cfg.arch}`; seeds {list(cfg.seeds)} (the same for every row); test top-1 (%), mean ± "
-          f"sample std over seeds; no checkpoint selection. Gains are paired by seed (two-sided paired t-test, "
-          f"alpha {cfg.alpha}); \"within noise\" means the test does not separate them. Sets are made once "
-          f"(seed 0) and evaluated with every seed.\n"]
+    by_set = len(cfg.distill_seeds) > 1
+    unit = (f"distillation seed (sets made with seeds {list(cfg.distill_seeds)}, each evaluated with seeds "
+            f"{list(cfg.seeds)}, averaged inside a set seed)") if by_set else \
+        f"evaluation seed (seeds {list(cfg.seeds)}; every set made once, distillation seed {cfg.distill_seeds[0]})"
     keys = ("protocol", "source", "budget", "set", "target", "metric")
     agg = aggregate(rows, keys)
     g = gains(cfg, rows)
+    room = headroom(cfg, rows, g)
+    md = [f"### Leaderboard `{cfg.name}`\n"]
+    blind = [h for h in room if h["separates"] is False]
+    if blind:
+        worst = max(h["detectable"] for h in blind)
+        md.append(f"**This setting cannot separate methods closer than {worst:.1f} points**: in "
+                  f"{len(blind)} of {len(room)} protocol x metric columns the headroom (full source minus "
+                  f"`{cfg.baselines[0]}`) is under twice the smallest detectable gain (below).\n")
+    md.append(f"Architecture `{cfg.arch}`; test top-1 (%), mean ± sample std over every cell of a row; no checkpoint "
+              f"selection. Paired unit: the {unit}. Each gain has its 95 % interval and its two-sided paired t-test "
+              f"p, Holm-adjusted over the table's comparisons; the verdict reads the adjusted p at alpha {cfg.alpha}. "
+              f"\"det.\" is the smallest true gain that comparison would detect with 80 % power at Holm's strictest "
+              f"level (alpha / comparisons), given its observed spread.\n")
     for group, gi in info.items():
         for p in cfg.protocols:
             sub = [a for a in agg if a["protocol"] == p.name and f"{a['source']} N={a['budget']}" == group]
@@ -40,6 +52,16 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                 store = f"{r['image_equivalents']:.1f}" if r.get("image_equivalents") is not None else "–"
                 lines.append("| " + " | ".join([label] + vals + [secs, store]) + " |")
             md.append("\n".join(lines) + "\n")
+            hsub = [h for h in room if h["protocol"] == p.name and f"{h['source']} N={h['budget']}" == group]
+            for h in hsub:
+                ci = f" [{h['ci'][0]:+.2f}, {h['ci'][1]:+.2f}]" if h["ci"] else ""
+                det = "–" if h["detectable"] is None else f"{h['detectable']:.2f}"
+                md.append(f"- {h['target']} {h['metric']}: headroom ({h['full']} − {h['baseline']}) "
+                          f"**{h['headroom']:+.2f}**{ci} over {h['n']} pair(s); smallest detectable gain {det}"
+                          + ("" if h["separates"] is not False else
+                             f"; **this setting cannot separate methods closer than {det} points**"))
+            if hsub:
+                md.append("")
             gsub = [x for x in g if x["protocol"] == p.name and f"{x['source']} N={x['budget']}" == group]
             if gsub:
                 md.append("| set | vs | " + " | ".join(f"{t} {m}" for t, m in cols) + " |")
@@ -50,19 +72,29 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                         for t, m in cols:
                             x = next((x for x in gsub if (x["set"], x["baseline"], x["target"], x["metric"]) ==
                                       (label, base, t, m)), None)
-                            vals.append("–" if x is None else f"{x['gain']:+.2f}" + (
-                                f" (p={x['p']:.3f}, {x['verdict']})" if x["p"] is not None else f" ({x['verdict']})"))
+                            vals.append("–" if x is None else gain_cell(x))
                         md.append(f"| {label} | {base} | " + " | ".join(vals) + " |")
                 md.append("")
     text = "\n".join(md) + "\n"
     summary = summary_markdown(cfg, agg, g)
     plot = _plot(cfg, agg, out / "leaderboard.png")
     paths = {"md": write_text(out / "results.md", f"# Leaderboard {cfg.name}\n\n" + text + f"\n![plot]({plot.name})\n"),
-             "json": write_json(out / "results.json", {"rows": rows, "aggregate": agg, "gains": g, "info": info,
+             "json": write_json(out / "results.json", {"rows": rows, "aggregate": agg, "gains": g, "headroom": room,
+                                                      "info": info,
                                                       "config": to_dict(cfg), "seconds": round(seconds, 1)}),
              "plot": plot}
-    return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "aggregate": agg, "paths": paths,
+    return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "headroom": room, "aggregate": agg,
+            "paths": paths,
             "seconds": seconds}
+
+
+def gain_cell(x: dict) -> str:
+    """``+1.20 [-0.50, +2.90] p 0.040 / Holm 0.310, within noise; det. 3.10``"""
+    if x["p"] is None:
+        return f"{x['gain']:+.2f} ({x['verdict']})"
+    ci = f" [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x.get("ci") else ""
+    det = f"; det. {x['detectable']:.2f}" if x.get("detectable") is not None else ""
+    return f"{x['gain']:+.2f}{ci} p {x['p']:.3f} / Holm {x['p_adj']:.3f}, {x['verdict']}{det}"
 
 
 _MARK = {"**beats**": "+", "**loses**": "−", "within noise": "=", "one seed: no test": "?"}
@@ -81,7 +113,7 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
                     for x in g if (x["source"], x["budget"]) == (src, n)}
         out.append(f"**{src}, N = {n}** (test top-1 %, mean of {len(cfg.seeds)} seeds; after each number its paired "
                    "verdict against " + ", ".join(f"`{b}` ({k})" for b, k in base_short.items())
-                   + ": + beats, − loses, = within noise, p < " + f"{cfg.alpha})\n")
+                   + ": + beats, − loses, = within noise, Holm-adjusted p < " + f"{cfg.alpha})\n")
         head = ["set"] + [f"{p} {t} {m}" for p, t, m in cols]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for label in dict.fromkeys(a["set"] for a in sub):

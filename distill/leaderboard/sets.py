@@ -74,10 +74,11 @@ def _left(deadline: float | None) -> float | None:
 
 def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpec, budget: int,
              folder: Path, log, experts: str | None = None,
-             classifier: str | None = None, deadline: float | None = None) -> tuple[str | None, DistilledSet | None]:
-    """The row's set at ``budget``: reused when its file was made by the same config, else (re)made.
-    (None, None) for a row that needs expert trajectories the source does not have."""
-    out = folder / f"{_slug(row_label(row))}.safetensors"
+             classifier: str | None = None, deadline: float | None = None,
+             seed: int = 0) -> tuple[str | None, DistilledSet | None]:
+    """The row's set at ``budget`` made with distillation seed ``seed``: reused when its file was made by the
+    same config, else (re)made. (None, None) for a row that needs expert trajectories the source does not have."""
+    out = folder / (f"{_slug(row_label(row))}.safetensors" if seed == 0 else f"{_slug(row_label(row))}-d{seed}.safetensors")
     params = dict(row.params)
     if get_method(row.method).uses_experts and not params.get("experts"):
         if experts is None:
@@ -88,7 +89,7 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     if get_method(row.method).uses_classifier and not params.get("classifier") and classifier:
         params["classifier"] = classifier
     dcfg = DistillConfig(data=spec.data, teacher=spec.teacher or None, method=row.method, budget=budget,
-                         class_conditional=row.class_conditional, steps=row.steps, seed=0, device=cfg.device,
+                         class_conditional=row.class_conditional, steps=row.steps, seed=seed, device=cfg.device,
                          amp=cfg.amp, output=str(out), checkpoint_every=max(1, (row.steps or 0) // 10),
                          params=params)
     method_config(get_method(row.method), dcfg.params)

@@ -83,24 +83,100 @@ def verdict(mean: float, p: float | None, alpha: float) -> str:
     return "**beats**" if mean > 0 else "**loses**"
 
 
-def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
-    """Each row's gain over each baseline, per (protocol, source, budget, target, metric), paired by seed."""
-    by = {}
+def is_reference(label: str) -> bool:
+    """The rows that are not compared with the baselines: full source (either kind) and no pre-training."""
+    return label == NO_PRETRAIN or label.startswith(FULL_SOURCE)
+
+
+def unit_values(rows: list[dict], by_set_seed: bool) -> dict[tuple, dict]:
+    """Per (protocol, source, budget, target, metric, set): the value of each paired unit. With several
+    distillation seeds the unit is the set seed (its evaluation seeds averaged), so a verdict is about the
+    method, not one set; with one, the unit is the evaluation seed. Rows that do not depend on the set seed
+    (full source, no pre-training) are keyed ``"*"`` and pair with every unit."""
+    acc: dict[tuple, dict] = {}
     for r in rows:
-        by.setdefault((r["protocol"], r["source"], r["budget"], r["target"], r["metric"], r["set"]), {})[r["seed"]] = r["acc"]
+        key = (r["protocol"], r["source"], r["budget"], r["target"], r["metric"], r["set"])
+        if by_set_seed:
+            unit = "*" if r.get("set_seed") is None else r["set_seed"]
+        else:
+            unit = r["seed"]
+        acc.setdefault(key, {}).setdefault(unit, []).append(r["acc"])
+    return {k: {u: sum(v) / len(v) for u, v in units.items()} for k, units in acc.items()}
+
+
+def _pair(a: dict, b: dict) -> tuple[list, list]:
+    if "*" in a and "*" in b:
+        return [a["*"]], [b["*"]]
+    if "*" in b:
+        units = sorted(u for u in a if u != "*")
+        return [a[u] for u in units], [b["*"]] * len(units)
+    if "*" in a:
+        units = sorted(u for u in b if u != "*")
+        return [a["*"]] * len(units), [b[u] for u in units]
+    units = sorted(set(a) & set(b))
+    return [a[u] for u in units], [b[u] for u in units]
+
+
+def compare(a: list[float], b: list[float]) -> dict:
+    """The paired comparison of a with b: gain, sd of the differences, 95 % interval, two-sided p."""
+    mean, sd, p = paired_test(a, b)
+    ci = paired_ci([x - y for x, y in zip(a, b)]) if len(a) > 1 else None
+    return {"gain": mean, "gain_std": sd, "ci": list(ci) if ci else None, "p": p, "n": len(a)}
+
+
+def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
+    """Each row's gain over each baseline, per (protocol, source, budget, target, metric), paired by unit
+    (:func:`unit_values`). One table (protocol, source, budget) is one family: its p-values are Holm-adjusted
+    together, the verdict reads the adjusted p, and each comparison states the smallest gain it could detect
+    with 80 % power at Holm's strictest level (alpha / the family's size) given its observed variance."""
+    by_set = len(getattr(cfg, "distill_seeds", [0])) > 1
+    vals = unit_values(rows, by_set)
     out = []
-    for (proto, src, n, tgt, metric, label), accs in by.items():
-        if label in cfg.baselines or label == NO_PRETRAIN or label.startswith(FULL_SOURCE):
+    for (proto, src, n, tgt, metric, label), accs in vals.items():
+        if label in cfg.baselines or is_reference(label):
             continue
         for base in cfg.baselines:
-            ref = by.get((proto, src, n, tgt, metric, base))
+            ref = vals.get((proto, src, n, tgt, metric, base))
             if not ref:
                 continue
-            seeds = sorted(set(accs) & set(ref))
-            mean, sd, p = paired_test([accs[s] for s in seeds], [ref[s] for s in seeds])
+            a, b = _pair(accs, ref)
             out.append({"protocol": proto, "source": src, "budget": n, "target": tgt, "metric": metric, "set": label,
-                        "baseline": base, "gain": mean, "gain_std": sd, "p": p, "n": len(seeds),
-                        "verdict": verdict(mean, p, cfg.alpha)})
+                        "baseline": base, **compare(a, b)})
+    families: dict[tuple, list[dict]] = {}
+    for x in out:
+        families.setdefault((x["protocol"], x["source"], x["budget"]), []).append(x)
+    for fam in families.values():
+        adj = holm([x["p"] for x in fam])
+        for x, pa in zip(fam, adj):
+            x["p_adj"], x["family"] = pa, len(fam)
+            x["detectable"] = detectable_gain(x["gain_std"], x["n"], cfg.alpha / len(fam))
+            x["verdict"] = verdict(x["gain"], pa, cfg.alpha)
     return out
 
 
+def headroom(cfg: LeaderboardConfig, rows: list[dict], g: list[dict]) -> list[dict]:
+    """Per (protocol, source, budget, target, metric): full source (converged, else the equal-compute row)
+    minus the first baseline, paired as the gains are; and the table's smallest detectable gain (the median
+    over its comparisons; the headroom comparison's own when the table has none). ``separates`` is False when
+    the headroom is under twice the detectable gain: such a setting cannot rank methods."""
+    by_set = len(getattr(cfg, "distill_seeds", [0])) > 1
+    vals = unit_values(rows, by_set)
+    base = cfg.baselines[0] if cfg.baselines else None
+    out = []
+    for key in dict.fromkeys(k[:5] for k in vals):
+        fulls = [k for k in vals if k[:5] == key and k[5].startswith(FULL_SOURCE)]
+        conv = [k for k in fulls if "converged" in k[5]]
+        ref = vals.get((*key, base))
+        if not fulls or ref is None:
+            continue
+        full_key = (conv or fulls)[0]
+        a, b = _pair(vals[full_key], ref)
+        h = compare(a, b)
+        fam = [x for x in g if (x["protocol"], x["source"], x["budget"], x["target"], x["metric"]) == key]
+        m = max(1, len(fam) or 1)
+        dets = sorted(x["detectable"] for x in fam if x.get("detectable") is not None)
+        det = dets[len(dets) // 2] if dets else detectable_gain(h["gain_std"], h["n"], cfg.alpha / m)
+        out.append({"protocol": key[0], "source": key[1], "budget": key[2], "target": key[3], "metric": key[4],
+                    "full": full_key[5], "baseline": base, "headroom": h["gain"], "ci": h["ci"], "n": h["n"],
+                    "detectable": det, "separates": None if det is None else bool(h["gain"] >= 2 * det)})
+    return out
