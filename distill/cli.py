@@ -463,13 +463,30 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
 @click.option("--summary", "summary", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also write a one-table summary (means + paired verdicts) into this Markdown file, between "
                    "<!-- leaderboard:NAME:summary --> markers (e.g. README.md)")
+@click.option("--check-docs", "check_docs", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="only check that every leaderboard block of this Markdown file was made by the config its "
+                   "provenance names (as that file reads today); exit 1 naming the stale blocks")
 @_TIME_LIMIT
 @_OVERRIDES
-def leaderboard(config_path, print_config, docs, summary, time_limit, overrides):
+def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit, overrides):
     """Every method and baseline, made (or reused) and evaluated under each protocol with the same seeds;
     tables, paired gains, a plot. Resumable cell by cell.  OVERRIDES: key=value ..."""
-    from .config import load_config, to_yaml
+    from .config import load_config, to_dict, to_yaml
     from .leaderboard import LeaderboardConfig, run_leaderboard, update_docs
+    if check_docs:
+        from .engine.provenance import blocks, stale_blocks
+        from .leaderboard.render import load_for_check
+        stale = stale_blocks(check_docs, {"leaderboard": load_for_check})
+        unchecked = [t for t, p in blocks(check_docs).items() if t.startswith("leaderboard:") and not p]
+        for line in stale:
+            click.echo(f"stale: {line}")
+        for t in unchecked:
+            click.echo(f"no provenance: {t} (made before provenance was recorded; regenerate it)")
+        if stale:
+            raise SystemExit(1)
+        click.echo(f"{check_docs}: every leaderboard block with provenance matches its config"
+                   + (f" ({len(unchecked)} without provenance)" if unchecked else ""))
+        return
     cfg = load_config(LeaderboardConfig, config_path, overrides)
     if print_config:
         click.echo(to_yaml(cfg))
@@ -486,10 +503,17 @@ def leaderboard(config_path, print_config, docs, summary, time_limit, overrides)
     click.echo("\n" + rep["markdown"])
     click.echo(f"wrote {rep['paths']['md']}, {rep['paths']['json'].name}, {rep['paths']['plot'].name} "
                f"({rep['seconds']:.0f}s)")
+    from .engine.provenance import provenance
+    import shlex
+    command = "ssdd leaderboard" + (f" -c {config_path}" if config_path else "") + "".join(
+        " " + shlex.quote(o) for o in overrides)
+    from .engine import resolve_device
+    prov = provenance(command, resolve_device(cfg.device), cfg.amp, to_dict(cfg),
+                      str(config_path) if config_path else None, list(overrides), kind="leaderboard")
     if docs:
-        click.echo(f"updated {update_docs(docs, cfg.name, rep['markdown'])}")
+        click.echo(f"updated {update_docs(docs, cfg.name, rep['markdown'], prov)}")
     if summary:
-        click.echo(f"updated {update_docs(summary, cfg.name + ':summary', rep['summary'])}")
+        click.echo(f"updated {update_docs(summary, cfg.name + ':summary', rep['summary'], prov)}")
 
 
 @cli.command()

@@ -183,3 +183,32 @@ def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and
     monkeypatch.setattr(lb.cells, "evaluate_sets", lambda *a, **k: calls.append(1))
     run_leaderboard(cfg, log=lambda *_: None)
     assert calls == []
+
+
+def test_the_provenance_check_fails_after_a_config_edit_and_passes_after_regeneration(tmp_path):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    from distill.config import to_dict
+    from distill.engine.provenance import provenance
+    conf = tmp_path / "lb.yaml"
+    conf.write_text("name: t\nrows: [{method: random}]\nbaselines: [random]\nseeds: [0, 1]\n")
+    doc = tmp_path / "DOC.md"
+
+    def regenerate():
+        cfg = load_config(LeaderboardConfig, conf, ["arch=convnet-d2-w8-bn"])
+        prov = provenance("ssdd leaderboard -c lb.yaml arch=convnet-d2-w8-bn", "cpu", cfg.amp, to_dict(cfg), str(conf),
+                          ["arch=convnet-d2-w8-bn"], kind="leaderboard")
+        update_docs(doc, "t", "| a table |", prov)
+
+    def check():
+        return CliRunner().invoke(cli, ["leaderboard", "--check-docs", str(doc)])
+    regenerate()
+    text = doc.read_text()
+    assert "*Provenance:* commit" in text and "torch" in text and "ssdd leaderboard -c lb.yaml" in text
+    assert check().exit_code == 0
+    conf.write_text(conf.read_text().replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    r = check()
+    assert r.exit_code == 1 and "stale: leaderboard:t" in r.output and "seeds" in r.output
+    regenerate()
+    assert check().exit_code == 0

@@ -70,9 +70,13 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def write_block(doc: str | os.PathLike, tag: str, markdown: str) -> Path:
+def write_block(doc: str | os.PathLike, tag: str, markdown: str, provenance: dict | None = None) -> Path:
     """Replace the block between ``<!-- TAG -->`` and ``<!-- /TAG -->`` in the Markdown file ``doc``
-    (appended when absent), atomically: docs tables are generated, never retyped."""
+    (appended when absent), atomically: docs tables are generated, never retyped. ``provenance`` (from
+    :func:`.provenance.provenance`) is appended to the block as a line and a machine-readable comment."""
+    if provenance is not None:
+        from .provenance import provenance_markdown
+        markdown = markdown.rstrip() + "\n\n" + provenance_markdown(provenance)
     doc = Path(doc)
     text = doc.read_text() if doc.exists() else ""
     start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"

@@ -148,9 +148,15 @@ def _plot(cfg, agg, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def update_docs(doc: str | Path, name: str, markdown: str) -> Path:
+def update_docs(doc: str | Path, name: str, markdown: str, provenance: dict | None = None) -> Path:
     """Replace the block between ``<!-- leaderboard:NAME -->`` and ``<!-- /leaderboard:NAME -->`` in ``doc``
-    (appended when absent)."""
-    return write_block(doc, f"leaderboard:{name}", markdown)
+    (appended when absent), with its provenance when given."""
+    return write_block(doc, f"leaderboard:{name}", markdown, provenance)
+
+
+def load_for_check(config_file: str | None, overrides: list[str]) -> dict:
+    """The resolved config a leaderboard block's provenance is compared with (``--check-docs``)."""
+    from ..config import load_config
+    return to_dict(load_config(LeaderboardConfig, config_file, overrides))
 
 
