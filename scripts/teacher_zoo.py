@@ -168,6 +168,29 @@ def plot(args) -> None:
     print(f"wrote {args.output}")
 
 
+def docs(args) -> None:
+    """The zoo table, each teacher's command and the pilot table as generated blocks of a Markdown file."""
+    from distill.engine.files import write_block
+    from distill.engine.provenance import provenance
+    entries = zoo.index()
+    lines = [zoo.table(entries), ""]
+    for name, e in sorted(entries.items()):
+        lines.append(f"- `{name}`: `{e['command']}`; linear probe: {e['probe']['solver']} on z-scored features of all "
+                     f"{e['probe']['train']} training images, l2 {e['probe']['l2']}, tested on all {e['probe']['test']} "
+                     f"test images; trained on {e['machine']}; card: `ssdd teachers {name}`.")
+    prov = provenance("python scripts/teacher_zoo.py docs " + args.doc, "cpu", "auto")
+    print(f"updated {write_block(args.doc, 'teacher-zoo', chr(10).join(lines), prov)}")
+    if args.search:
+        import contextlib
+        import io
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            search(argparse.Namespace(folder=args.search))
+        prov = provenance(f"bash scripts/teacher_search.sh DATA 4; python scripts/teacher_zoo.py search {args.search}",
+                          "cpu", "auto")
+        print(f"updated {write_block(args.doc, 'teacher-search', buf.getvalue(), prov)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -184,8 +207,11 @@ def main() -> None:
     pl = sub.add_parser("plot")
     pl.add_argument("output")
     pl.add_argument("--extra", nargs="*", help="pilot .json files to add (held-out curves)")
+    d = sub.add_parser("docs")
+    d.add_argument("doc")
+    d.add_argument("--search", help="the pilots' folder: also write the search table")
     args = p.parse_args()
-    {"add": add, "search": search, "plot": plot}[args.cmd](args)
+    {"add": add, "search": search, "plot": plot, "docs": docs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -212,3 +212,36 @@ def test_the_provenance_check_fails_after_a_config_edit_and_passes_after_regener
     assert r.exit_code == 1 and "stale: leaderboard:t" in r.output and "seeds" in r.output
     regenerate()
     assert check().exit_code == 0
+
+
+@pytest.mark.slow
+def test_the_sample_preset_runs_whole_with_every_method_at_its_stated_scale(tmp_path):
+    teacher = tmp_path / "teacher.safetensors"
+    tiny_teacher().save(teacher)
+    cfg = load_config(LeaderboardConfig, "configs/leaderboard/sample.yaml",
+                      [f"sources.0.teacher={teacher}", f"output={tmp_path / 'lb'}"])
+    assert cfg.paper_scale_rows() == []
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    labels = {r["set"] for r in rep["rows"]}
+    assert set(METHODS) <= labels                         # every registered method got its row, none skipped
+    assert any("converged" in x for x in labels) and "no pre-training" in labels
+    assert rep["headroom"] and all(h["detectable"] is not None for h in rep["headroom"])
+
+
+def test_rows_inherit_the_presets_method_settings_and_paper_scale_rows_are_refused_on_a_cpu(tmp_path):
+    from distill.errors import ConfigError
+    cfg = _cfg(tmp_path, rows=[{"method": "krr_st"}, {"method": "krr_st", "label": "k2", "steps": 7,
+                                                      "params": {"pool_size": 3}}],
+               baselines=[], method_steps={"krr_st": 5}, method_params={"krr_st": {"pool_arch": "convnet-d2-w8-bn",
+                                                                                  "pool_size": 2}})
+    a, b = cfg.all_rows()
+    assert (a.steps, a.params) == (5, {"pool_arch": "convnet-d2-w8-bn", "pool_size": 2})
+    assert (b.steps, b.params) == (7, {"pool_arch": "convnet-d2-w8-bn", "pool_size": 3})
+    assert "pool_steps" in cfg.paper_scale_rows()[0] and "real_batch" in cfg.paper_scale_rows()[0]
+    with pytest.raises(ConfigError, match="paper's scale on a CPU") as e:
+        cfg.check_scale("cpu")
+    assert "scale: paper" in e.value.fix
+    cfg.check_scale("cuda")                                # a GPU runs the paper's defaults
+    with pytest.raises(ConfigError, match="scale: cpu"):
+        _cfg(tmp_path, rows=[{"method": "boost"}], baselines=[], scale="cpu")
+    _cfg(tmp_path, rows=[{"method": "boost"}], baselines=[], scale="paper").check_scale("cpu")   # the explicit opt-in

@@ -130,13 +130,17 @@ def pretrain_rows(sets: dict, cfg: EvalConfig, targets: dict, device, verbose: b
                                  std=s.std).to(device)
             if verbose:
                 print(f"  pre-training on [{label}] ({len(mat)} examples), seed {seed} ...", flush=True)
-            pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
+            pre = pretrain_on_set(model, mat, cfg.pretrain, device, cfg.amp, desc=f"pre-train [{label}] seed {seed}")
+            # the pre-training loss at epochs 1, 51, 101, ... and the last: whether the row was trained to convergence
+            curve = [[h["epoch"], round(h["loss"], 6)] for h in pre["history"]]
         for tname, (train, test, tcfg) in targets.items():
             if s is None:   # no pre-training: the same seeded network for every target, normalised with the
                 seed_everything(seed)   # target's own statistics, so this row does not depend on its neighbours
                 model = create_model(cfg.arch, out_dim=0, image_size=size, in_chans=chans, mean=train.mean,
                                      std=train.std).to(device)
             base = {"set": label, "arch": cfg.arch, "target": tname, "seed": seed}
+            if s is not None:
+                base["pretrain_curve"] = curve
             if cfg.linear.enabled:
                 probe: dict = {}
                 for frac, acc in linear_probe(model, train, test, cfg.linear, seed, cfg.amp, info=probe).items():

@@ -45,6 +45,7 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say, time_limit: float | None =
 
 def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
     device = resolve_device(cfg.device)
+    cfg.check_scale(device.type)
     out = Path(cfg.output)
     cells: list[dict] = []
     info: dict[str, dict] = {}

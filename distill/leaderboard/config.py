@@ -72,6 +72,9 @@ class LeaderboardConfig:
     # every set is made once per distillation seed (baselines too: each seed draws another subset); with more
     # than one, the paired unit of a test is the set seed (its evaluation seeds averaged)
     distill_seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    # paper: rows may run at the methods' paper defaults; cpu: every row must state its scale (refused otherwise);
+    # auto: like cpu when the leaderboard runs on a CPU, like paper on a GPU
+    scale: str = "auto"
     alpha: float = 0.05                   # significance level of the paired test
     device: str = "auto"
     amp: str = "auto"
@@ -89,15 +92,45 @@ class LeaderboardConfig:
             raise ConfigError(f"baselines {missing} are not rows", fix=f"rows are: {', '.join(labels)}")
         for p in self.protocols:
             protocol_preset(p.name)
+        if self.scale not in ("auto", "cpu", "paper"):
+            raise ConfigError(f"scale must be auto, cpu or paper, got '{self.scale}'")
+        if self.scale == "cpu":
+            self.check_scale("cpu")
         if not self.seeds or not self.distill_seeds:
             raise ConfigError("a leaderboard needs at least one seed and one distillation seed")
         if len(set(self.distill_seeds)) != len(self.distill_seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds and distill_seeds must not repeat a seed")
 
     def all_rows(self) -> list[RowSpec]:
-        rows = list(self.rows) or [RowSpec(method=m, steps=self.method_steps.get(m),
-                                           params=dict(self.method_params.get(m, {}))) for m in sorted(METHODS)]
-        return rows + list(self.variants)
+        """Every row with the preset's method settings: ``rows`` (empty: one per registered method) and
+        ``variants``; a row inherits ``method_steps`` / ``method_params`` of its method and overrides them
+        key by key with its own ``steps`` / ``params``."""
+        rows = list(self.rows) or [RowSpec(method=m) for m in sorted(METHODS)]
+        return [dataclasses.replace(r, steps=r.steps if r.steps is not None else self.method_steps.get(r.method),
+                                    params={**self.method_params.get(r.method, {}), **r.params})
+                for r in rows + list(self.variants)]
+
+    def paper_scale_rows(self) -> list[str]:
+        """The rows that would run at their method's paper-scale defaults: what is not stated, per row."""
+        out = []
+        for r in self.all_rows():
+            m = get_method(r.method)
+            missing = [f"steps (default {m.default_steps:,})"] if m.default_steps > 0 and r.steps is None else []
+            missing += [k for k in m.paper_scale_params if k not in r.params]
+            if missing:
+                out.append(f"{row_label(r)}: {', '.join(missing)}")
+        return out
+
+    def check_scale(self, device_type: str) -> None:
+        """Refuse paper-scale rows under ``scale: cpu`` (or ``auto`` on a CPU), with the fix."""
+        if self.scale == "paper" or (self.scale == "auto" and device_type != "cpu"):
+            return
+        rows = self.paper_scale_rows()
+        if rows:
+            where = "a CPU preset (scale: cpu)" if self.scale == "cpu" else "a CPU"
+            raise ConfigError(f"{len(rows)} row(s) would run at the paper's scale on {where}: " + "; ".join(rows),
+                              fix="state them in method_steps / method_params (or the row's steps / params), or set "
+                                  "scale: paper to run the paper's settings anyway")
 
 
 def row_label(r: RowSpec) -> str:

@@ -68,6 +68,9 @@ class Method:
     #: under torchrun: False, every rank runs the one collective stage (KRR-ST, Boost, MKDT); True, the
     #: method splits its work by ``params.worker`` / ``params.workers`` and :meth:`merge` joins the parts
     splits_work: bool = False
+    #: ``params`` whose defaults are the paper's (GPU) scale: a leaderboard on a CPU refuses a row of this
+    #: method that does not state them (nor its steps, when ``default_steps`` > 0) unless ``scale: paper``
+    paper_scale_params: tuple[str, ...] = ()
 
     def __init__(self, cfg, ctx: DistillContext):
         self.cfg = cfg

@@ -97,6 +97,7 @@ class KRRST(Method):
     name = "krr_st"
     Config = Config
     default_steps = 160_000
+    paper_scale_params = ("pool_arch", "pool_size", "pool_steps", "real_batch")
     tiny_params = {"pool_arch": "convnet-d2-w8-bn", "pool_size": 2, "pool_steps": 3, "real_batch": 32}
 
     def __init__(self, cfg: Config, ctx: DistillContext):

@@ -256,6 +256,7 @@ class MKDT(_UsesExperts, Method):
     name = "mkdt"
     Config = Config
     default_steps = 5000
+    paper_scale_params = ("syn_steps", "batch_syn")
     tiny_params = {"syn_steps": 3, "batch_syn": 5, "max_start_epoch": 1, "expert_epochs": 1, "lr_images": 10.0}
 
     def __init__(self, cfg: Config, ctx: DistillContext):
