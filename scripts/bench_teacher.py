@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -99,7 +98,8 @@ def main() -> None:
                 steps[variant].append(time.perf_counter() - t)
                 i += 1
     med = {k: statistics.median(v) for k, v in steps.items()}
-    row = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+    from distill.engine.provenance import machine
+    row = {"date": time.strftime("%Y-%m-%d"), "machine": machine(dev),
            "cpu_bf16_units": cpu_has_bf16_units(), "threads": torch.get_num_threads(), "torch": torch.__version__,
            "precision": describe_precision(dev, cfg.amp), "config": args.config, "overrides": args.overrides,
            "batch": cfg.batch_size, "backbone": cfg.backbone, "ssl": cfg.ssl, "compile_seconds": round(compile_s, 1),

@@ -28,7 +28,7 @@ from distill.evaluate.knn import SAMPLE_SLICE, sample_knn  # noqa: E402
 from distill.evaluate.train import accuracy, fit_linear  # noqa: E402
 from distill.ssl import Teacher  # noqa: E402
 
-PROBE = LinearConfig(solver="lbfgs", steps=1000, l2=1e-4)
+PROBE = LinearConfig(solver="lbfgs", steps=1000, tolerance=1e-4, l2=1e-4)
 
 
 @torch.no_grad()
@@ -49,11 +49,12 @@ def linear_top1(teacher: Teacher, name: str, root: str) -> tuple[float, dict]:
     test = load_dataset(name, root, "test", teacher.image_size)
     ftr, fte = features(teacher, train, "auto"), features(teacher, test, "auto")
     mu, sd = ftr.mean(0, keepdim=True), ftr.std(0, keepdim=True).clamp_min(1e-6)
+    rec: dict = {}
     with torch.enable_grad():
-        lin = fit_linear((ftr - mu) / sd, train.labels, train.num_classes, PROBE)
+        lin = fit_linear((ftr - mu) / sd, train.labels, train.num_classes, PROBE, info=rec)
     acc = accuracy(lin, (fte - mu) / sd, test.labels)
-    return round(acc, 2), {"solver": PROBE.solver, "max_iter": PROBE.steps, "l2": PROBE.l2, "train": len(train),
-                           "test": len(test)}
+    return round(acc, 2), {"solver": PROBE.solver, "max_iter": PROBE.steps, "tolerance": PROBE.tolerance,
+                           "l2": PROBE.l2, "train": len(train), "test": len(test), **rec}
 
 
 def card_text(name: str, e: dict, meta: dict) -> str:
@@ -61,13 +62,15 @@ def card_text(name: str, e: dict, meta: dict) -> str:
     curve = meta.get("knn_curve", [])
     lines = [f"# {name}", "",
              f"A self-supervised **{e['ssl']}** teacher, backbone `{e['backbone']}` ({meta.get('dim')}-d representations), "
-             f"trained on the whole **{e['source']}** training split ({cfg.get('data', {}).get('split', 'train')}) "
+             f"trained on the whole **{e['source']}** training split ({cfg.get('data', {}).get('split', 'train')}"
+             + (f", less {meta['holdout']} held-out images" if meta.get("holdout") else "") + ") "
              f"for {e['epochs']} epochs on a CPU by `ssdd teacher`. It ships with ssdd so that the CPU presets run "
              "without training a teacher first.", "",
              "| figure | value |", "|---|---|",
              f"| k-NN top-1, full {e['source']} test split (k = {meta.get('knn_k', 200)}, cosine, T = 0.1) | {e['knn_top1']} % |",
-             f"| linear probe top-1, full test split (L-BFGS, z-scored features, l2 {e['probe']['l2']}, "
-             f"{e['probe']['train']} training images) | {e['linear_top1']} % |",
+             f"| linear probe top-1, full test split (L-BFGS to gradient {e['probe'].get('tolerance')}: "
+             f"{e['probe'].get('probe_iters')} iterations, converged {e['probe'].get('probe_converged')}; z-scored "
+             f"features, l2 {e['probe']['l2']}, {e['probe']['train']} training images) | {e['linear_top1']} % |",
              f"| k-NN top-1 on the embedded sample's fixed slice (fp32; checked by the tests) | {e['sample_knn']['value']} % |",
              f"| training time | {meta.get('train_seconds', '?')} s on {e.get('machine', '?')} |",
              f"| file | `{e['file']}`, {e['bytes']} bytes, sha256 `{e['sha256']}` |", "",
