@@ -256,7 +256,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-krrst", default=".ref/selfsup_dd", help="the KRR-ST authors' code (ignored folder)")
     ap.add_argument("--ref-mtt", default=".ref/mtt", help="MTT's reparam_module.py and networks.py (ignored folder)")
     ap.add_argument("--data", default=".gpu/c100_small.npz", help="CIFAR-100 as .npz for the quality run")
-    ap.add_argument("--teacher", default="runs/cifar10/teacher_cpu.safetensors", help="teacher for the quality run")
+    ap.add_argument("--teacher", default="cifar10-convnet-simclr", help="teacher for the quality run")
     ap.add_argument("--copy-to", default=None, help="copy WORK's small files here at the end (a device's $OUT)")
     ap.add_argument("--docs", default=None, help="write the rows into this Markdown file and exit")
     ap.add_argument("--redo", action="store_true", help="forget finished parts")
