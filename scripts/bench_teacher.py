@@ -47,8 +47,12 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--out", default=str(ROOT / "docs/bench/teacher_step.jsonl"))
+    p.add_argument("--docs", help="only write the table of every recorded row into this Markdown file and exit")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    if args.docs:
+        write_docs(args.docs, args.out)
+        return
     base = ["data.root=" + args.root] if args.root else ["data.name=sample"]
     dev = resolve_device("cpu")
     data = None
@@ -109,6 +113,22 @@ def main() -> None:
     print(json.dumps(row, indent=1))
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def write_docs(doc: str, rows_file: str) -> None:
+    from distill.engine.files import write_block
+    rows = [json.loads(x) for x in Path(rows_file).read_text().splitlines() if x.strip()]
+    lines = ["| date | machine | precision | views | fwd+bwd eager | fwd+bwd compiled | optimizer | step eager | "
+             "step compiled | epoch eager | epoch compiled | speed-up |", "|" + "---|" * 12]
+    for r in rows:
+        pt, st, ep = r["parts_s"], r["step_s"], r["epoch_s"]
+        lines.append(f"| {r['date']} | {r['machine']} | {r['precision']} | {pt['views']:.3f} s | {pt['fwd_bwd_eager']:.3f} s "
+                     f"| {pt['fwd_bwd_compiled']:.3f} s | {pt['optimizer']:.3f} s | {st['eager']:.3f} s | {st['compiled']:.3f} s "
+                     f"| {ep['eager']:.0f} s | {ep['compiled']:.0f} s | {r['speedup']:.2f}x |")
+    lines.append("\nParts: medians of single calls; steps: medians of whole steps, eager and compiled in alternating "
+                 "blocks in one process (same machine load); epoch = median step x steps per epoch. Raw rows: "
+                 "docs/bench/teacher_step.jsonl.")
+    print(f"updated {write_block(doc, 'teacher-step', chr(10).join(lines))}")
 
 
 if __name__ == "__main__":
