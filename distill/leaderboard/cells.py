@@ -83,7 +83,8 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
             if cfg.no_pretrain:
                 sets[(NO_PRETRAIN, None)] = (None, None, {"method": None})
             group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
-                     "experts": _experts_info(experts), "classifier": _classifier_info(classifier)}
+                     "experts": _experts_info(experts), "classifier": _classifier_info(classifier),
+                     "tests": {name: [len(test), tcfg.test_per_class] for name, (_, test, tcfg) in targets.items()}}
             info[f"{spec.data.name} N={budget}"] = {**group, "rows": _row_info(sets)}
             for p in cfg.protocols:
                 for (label, dseed), (path, s, extra) in sets.items():
@@ -127,7 +128,8 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
         return json.loads(file.read_text())["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
-    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier")}, "protocol": p.name,
+    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier", "tests")},
+             "protocol": p.name,
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)

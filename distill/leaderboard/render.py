@@ -43,6 +43,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
                       + (f"; {gi['experts']}" if gi.get("experts") else "")
                       + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
+            md.append(test_note(gi.get("tests", {}), sub))
             head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for label in labels:
@@ -86,6 +87,23 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "headroom": room, "aggregate": agg,
             "paths": paths,
             "seconds": seconds}
+
+
+def test_note(tests: dict, sub: list[dict]) -> str:
+    """What each target was tested on; a ``test_per_class`` shortcut is flagged with its binomial standard
+    error at the table's mean accuracy (sqrt(p (1 - p) / n))."""
+    import math
+    parts = []
+    for name, (n, per_class) in tests.items():
+        if per_class:
+            accs = [a["mean"] for a in sub if a["target"] == name]
+            p = (sum(accs) / len(accs) / 100) if accs else 0.5
+            se = 100 * math.sqrt(max(p * (1 - p), 1e-9) / n)
+            parts.append(f"{name}: **{n} test images only** (test_per_class {per_class}, a shortcut): binomial "
+                         f"standard error {se:.2f} points at {100 * p:.0f} %")
+        else:
+            parts.append(f"{name}: the whole test split ({n} images)")
+    return ("Test: " + "; ".join(parts) + ".\n") if parts else ""
 
 
 def gain_cell(x: dict) -> str:
