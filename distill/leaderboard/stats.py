@@ -178,5 +178,5 @@ def headroom(cfg: LeaderboardConfig, rows: list[dict], g: list[dict]) -> list[di
         det = dets[len(dets) // 2] if dets else detectable_gain(h["gain_std"], h["n"], cfg.alpha / m)
         out.append({"protocol": key[0], "source": key[1], "budget": key[2], "target": key[3], "metric": key[4],
                     "full": full_key[5], "baseline": base, "headroom": h["gain"], "ci": h["ci"], "n": h["n"],
-                    "detectable": det, "separates": None if det is None else bool(h["gain"] >= 2 * det)})
+                    "detectable": det, "separates": None if det is None else bool(h["gain"] > 0 and h["gain"] >= 2 * det)})
     return out
