@@ -91,3 +91,37 @@ def test_teacher_errors(tmp_path):
         train_teacher(_cfg(tmp_path), resume=True)
     with pytest.raises(UserError, match="fewer than batch_size"):
         train_teacher(_cfg(tmp_path, batch_size=600))
+
+
+def test_holdout_keeps_validation_images_out_and_the_knn_curve_survives_a_resume(tmp_path):
+    from distill.data import load_dataset
+    from distill.ssl.train import holdout_split
+    data = load_dataset("sample", split="train")
+    rest, val = holdout_split(data, 200)
+    assert len(rest) + len(val) == len(data) and torch.bincount(val.labels).tolist() == [20] * 10
+    again, val2 = holdout_split(data, 200)
+    assert torch.equal(val.images, val2.images)                        # a fixed draw, whatever the run's seed
+    full = train_teacher(_cfg(tmp_path / "a", holdout=100, knn_every=1, epochs=2, checkpoint_every=1))
+    curve = full.teacher.meta["knn_curve"]
+    assert [r["epoch"] for r in curve] == [1, 2] and all("val" in r and "test" in r for r in curve)
+    assert full.teacher.meta["val_knn_top1"] == curve[-1]["val"] and full.teacher.meta["holdout"] == 100
+    assert train_teacher(_cfg(tmp_path / "b", holdout=100, knn_every=1, epochs=2), stop_after=1) is None
+    resumed = train_teacher(_cfg(tmp_path / "b", holdout=100, knn_every=1, epochs=2), resume=True)
+    assert resumed.teacher.meta["knn_curve"] == curve                 # epoch 1's point came back from the checkpoint
+
+
+def test_compiled_falls_back_to_eager_with_a_note(monkeypatch, capsys):
+    from distill.engine.device import Compiled
+
+    def broken(module):
+        def run(*a, **k):
+            raise RuntimeError("no C++ compiler")
+        return run
+    monkeypatch.setattr(torch, "compile", broken)
+    net = torch.nn.Linear(3, 2)
+    c = Compiled(net, True, "test net")
+    x = torch.randn(4, 3)
+    assert torch.equal(c(x), net(x)) and torch.equal(c(x), net(x))
+    err = capsys.readouterr().err
+    assert err.count("torch.compile of the test net failed") == 1 and "running eager" in err
+    assert torch.equal(Compiled(net, False)(x), net(x))
