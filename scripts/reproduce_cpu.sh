@@ -5,6 +5,17 @@ set -euo pipefail
 DATA=${DATA:-data}
 export SSDD_PROGRESS=${SSDD_PROGRESS:-0}
 
+# the teacher zoo (section 2b): recipe pilots on held-out training images, the two CPU teachers (resumable,
+# checkpoints under ~/.cache/ssdd/zoo), their entries, cards and the docs blocks; the step profile
+bash scripts/teacher_search.sh "$DATA" 4
+bash scripts/zoo_teachers.sh "$DATA"
+python scripts/teacher_zoo.py docs docs/BENCHMARKS.md --search ~/.cache/ssdd/teacher_search
+python scripts/teacher_zoo.py plot docs/bench/teacher_knn.png --extra ~/.cache/ssdd/teacher_search/simclr_t0.2_crop0.2.json
+python scripts/bench_teacher.py --root "$DATA" && python scripts/bench_teacher.py --docs docs/BENCHMARKS.md
+# headroom of the CPU CIFAR-10 setting (top of section 9)
+ssdd leaderboard -c configs/leaderboard/headroom_cifar10_cpu.yaml "sources.0.data.root=$DATA" "targets.0.root=$DATA" \
+  --docs docs/BENCHMARKS.md
+
 # KRR-ST outer step at the CIFAR-100 setting (N=1000, real batch 1024, ConvNet-3 pool, ResNet-18 teacher)
 python scripts/bench_krrst.py --device cpu --steps 3 --warmup 1 --json docs/bench/krrst_step.jsonl
 
