@@ -12,13 +12,10 @@ from distill.ssl.teacher import Teacher
 
 from .helpers import TINY, tiny_teacher
 
-SHIPPED = ("cifar10-convnet-simclr", "cifar100-convnet-simclr")
-
-
 def test_the_cpu_teachers_are_shipped_and_match_their_index_card_and_recorded_knn():
     entries = zoo.index()
-    assert set(SHIPPED) <= set(entries)
-    for name in SHIPPED:
+    assert "cifar10-convnet-simclr" in entries          # what the CPU presets name
+    for name in entries:
         e = entries[name]
         path = zoo.file_of(name, e)
         assert path.stat().st_size == e["bytes"] <= 2_000_000           # a CPU teacher stays under 2 MB
