@@ -97,8 +97,7 @@ def card_text(name: str, e: dict, meta: dict) -> str:
 
 
 def add(args) -> None:
-    from distill.engine.device import describe_precision  # noqa: F401  (import check)
-    import platform
+    from distill.engine.provenance import machine
     src = Path(args.teacher)
     teacher = Teacher.load(src)
     meta = teacher.meta
@@ -107,13 +106,11 @@ def add(args) -> None:
     dest = folder / f"{args.name}.safetensors"
     shutil.copyfile(src, dest)
     lin, probe = linear_top1(teacher, meta["source"], args.root)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     e = {"file": dest.name, "sha256": zoo.sha256(dest), "bytes": dest.stat().st_size, "source": meta["source"],
          "backbone": meta["arch"], "ssl": meta["ssl"], "epochs": meta["epochs"], "dim": meta["dim"],
          "knn_top1": meta.get("knn_top1"), "linear_top1": lin, "probe": probe, "teacher_id": meta["id"],
          "sample_knn": {**SAMPLE_SLICE, "value": sample_knn(teacher)}, "command": args.command,
-         "machine": args.machine or f"{cpu}, {torch.get_num_threads()} threads", "card": f"{args.name}.md"}
+         "machine": args.machine or machine("cpu"), "card": f"{args.name}.md"}
     if args.location == "repo":
         e["location"] = "repo"
     if args.selection:
