@@ -22,6 +22,7 @@ from ..engine.optim import build_optimizer, param_groups, warmup_cosine
 from ..engine.stage import Stage, run_stage
 from ..errors import ConfigError, UserError
 from ..evaluate.knn import knn_accuracy
+from ..evaluate.train import extract_features
 from ..models import check_model, create_model
 from .losses import barlow_twins_loss, nt_xent_loss, projector
 from .teacher import Teacher
@@ -184,12 +185,17 @@ class TeacherStage(Stage):
     def knn_point(self, epoch: int) -> dict:
         """k-NN top-1 of the current backbone: held-out training images (``val``) and, where loaded, the test
         split (``test``; reported, never used to choose anything), both against the training images."""
-        bank = embed_all(self.backbone, self.train)
+        was = self.backbone.training
+        with torch.no_grad():
+            bank = extract_features(self.backbone, self.train, amp=self.cfg.amp, desc="k-NN bank")
         row = {"epoch": epoch}
         for key, ds in (("val", self.val), ("test", self.test)):
             if ds is not None:
-                row[key] = round(knn_accuracy(bank, self.train.labels, embed_all(self.backbone, ds), ds.labels,
+                with torch.no_grad():
+                    queries = extract_features(self.backbone, ds, amp=self.cfg.amp, desc=f"k-NN {key}")
+                row[key] = round(knn_accuracy(bank, self.train.labels, queries, ds.labels,
                                               k=self.cfg.knn_k), 2)
+        self.backbone.train(was)
         if dist.is_main():
             print("  k-NN after epoch " + str(epoch) + ": " +
                   ", ".join(f"{k} {v:.2f} %" for k, v in row.items() if k != "epoch"), flush=True)
@@ -249,18 +255,6 @@ def holdout_split(train, n: int, seed: int = 0):
     keep = torch.ones(len(train), dtype=torch.bool, device=train.images.device)
     keep[idx] = False
     return train.subset(torch.nonzero(keep).flatten()), train.subset(torch.sort(idx).values)
-
-
-@torch.no_grad()
-def embed_all(model, ds, batch_size: int = 512) -> torch.Tensor:
-    """Features of every image of ``ds`` in eval mode (training mode restored), fp32."""
-    was = model.training
-    model.eval()
-    with autocast(ds.images.device):
-        out = torch.cat([model.embed(ds.float(torch.arange(i, min(i + batch_size, len(ds)), device=ds.images.device)))
-                         .float() for i in range(0, len(ds), batch_size)])
-    model.train(was)
-    return out
 
 
 def train_teacher(cfg: TeacherConfig, resume: bool = False, stop_after: int | None = None,
