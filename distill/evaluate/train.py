@@ -150,8 +150,15 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
     """A linear classifier on features: full-batch L-BFGS (strong Wolfe) run until the objective's gradient
     has no entry above ``cfg.tolerance`` (at most ``cfg.steps`` iterations), or mini-batch SGD, with
     ``l2 * ||W||^2`` added to the mean cross-entropy. ``info`` (a dict) receives the iterations, the final
-    gradient's largest entry and whether the tolerance was reached."""
-    lin = torch.nn.Linear(x.shape[1], num_classes).to(x.device)
+    gradient's largest entry and whether the tolerance was reached.
+
+    L-BFGS solves in float64 (the classifier is returned in the features' dtype): in float32 the objective
+    stops changing before a gradient tolerance of 1e-5 is reached on some draws, and where that happens
+    depends on the machine's BLAS."""
+    out_dtype = x.dtype
+    if cfg.solver == "lbfgs":
+        x = x.double()
+    lin = torch.nn.Linear(x.shape[1], num_classes).to(device=x.device, dtype=x.dtype)
     torch.nn.init.zeros_(lin.weight)
     torch.nn.init.zeros_(lin.bias)
 
@@ -186,7 +193,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: LinearCo
         lin.zero_grad()
         info.update(probe_iters=iterations, probe_grad=grad,
                     probe_converged=bool(cfg.solver != "lbfgs" or grad <= cfg.tolerance))
-    return lin
+    return lin.to(out_dtype)
 
 
 def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig, seed: int = 0,
