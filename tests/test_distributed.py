@@ -94,6 +94,7 @@ def test_resumed_two_process_run_ends_like_an_uninterrupted_one_and_only_rank_0_
     assert not Path(f"{out}.rank1.writes").exists(), "rank 1 wrote files"
 
 
+@pytest.mark.slow
 def test_split_stages_match_one_process(tmp_path):
     """SC-DD recover (each rank a part, merged by rank 0), experts (one per rank) and evaluation (jobs over
     ranks) give what one process gives."""
@@ -110,6 +111,7 @@ def test_split_stages_match_one_process(tmp_path):
     assert not any(p.endswith(("scdd.safetensors", "results.md")) for p in rank1)
 
 
+@pytest.mark.slow
 def test_killed_two_process_run_resumes(tmp_path):
     """SIGKILL to both ranks after a checkpoint; ``--resume`` ends where one uninterrupted process does."""
     from distill.methods.run import DistillConfig, run_distillation

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -16,6 +18,7 @@ def suite(work: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow      # about 55 s on 2 cores: the whole toy suite twice (make test-slow)
 def test_the_gpu_suite_runs_every_part_resumes_and_writes_its_rows(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     # a call too short for the quality run stops with status 3 and keeps what it finished
