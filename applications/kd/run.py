@@ -63,8 +63,9 @@ class KDConfig:
                               fix="make one with `ssdd distill method=random budget=N ...`")
 
 
-def noise_images(n: int, like: DistilledSet, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian noise: N(0, 1) in the source's normalised space, mapped back to pixel space."""
+def noise_images(n: int, like, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise: N(0, 1) in the source's normalised space, mapped back to pixel space. ``like``: a
+    DistilledSet or ImageSet (its channels, image_size, mean, std)."""
     z = torch.randn(n, like.channels, like.image_size, like.image_size, generator=generator)
     m = torch.tensor(like.mean).view(1, -1, 1, 1)
     s = torch.tensor(like.std).view(1, -1, 1, 1)

@@ -14,7 +14,9 @@ from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
 from ..evaluate.config import EvalConfig, protocol_preset
 from ..ssl import Teacher
 from .config import FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug, row_label
+from .apps import AppContext, get_application, is_application
 from .render import write_leaderboard
+from .stats import is_reference
 from .sets import (OutOfTime, _classifier_info, _experts_info, _left, _source, make_classifier, make_experts, make_set,
                    source_key)
 
@@ -85,13 +87,18 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
             group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
                      "experts": _experts_info(experts), "classifier": _classifier_info(classifier),
                      "tests": {name: [len(test), tcfg.test_per_class] for name, (_, test, tcfg) in targets.items()}}
-            info[f"{spec.data.name} N={budget}"] = {**group, "rows": _row_info(sets)}
             for p in cfg.protocols:
+                if is_application(p.name):
+                    ctx = AppContext(cfg=cfg, spec=spec, src=src, teacher=teacher, targets=targets, device=device,
+                                     folder=out / "apps" / p.name / skey, budget=budget, log=log)
+                    cells.extend(_app_cells(cfg, p, ctx, sets, group, out, log, deadline))
+                    continue
                 for (label, dseed), (path, s, extra) in sets.items():
                     for seed in cfg.seeds:
                         _left(deadline)
                         cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier,
                                            set_seed=dseed))
+            info[f"{spec.data.name} N={budget}"] = {**group, "rows": _row_info(sets)}
     return write_leaderboard(cfg, cells, info, time.time() - t0)
 
 
@@ -108,6 +115,44 @@ def _row_info(sets: dict) -> dict:
                       "image_equivalents": round(ss[0].image_equivalents(), 1) if ss else None,
                       "examples": len(ss[0]) if ss else None, "sets": len(ss)}
     return out
+
+
+def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, out: Path, log,
+               deadline) -> list[dict]:
+    """An application over every set of equal bytes (the rows; not the full source or no pre-training) and its
+    own references, each evaluation seed: one cell file each, reused when it exists."""
+    app = get_application(p.name)(ctx, p.overrides)
+    group.setdefault("apps", {})[p.name] = app.prepare()
+    rows_by_label = {row_label(r): r for r in cfg.all_rows()}
+    todo = [(label, dseed, path, s, label in cfg.baselines) for (label, dseed), (path, s, extra) in sets.items()
+            if not is_reference(label)]
+    # references are drawn per distillation seed too, so that they pair with the rows unit by unit
+    todo += [(label, dseed, None, None, real) for label, real in app.references().items() for dseed in cfg.distill_seeds]
+    base_key = app.key()
+    out_rows = []
+    for label, dseed, path, s, real in todo:
+        set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
+        for seed in cfg.seeds:
+            _left(deadline)
+            key = _digest([base_key, set_id, label, group["source"], group["budget"], seed])
+            dpart = "" if dseed is None else f"-d{dseed}"
+            file = (out / "cells" / p.name /
+                    f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json")
+            if file.exists():
+                out_rows.extend(json.loads(file.read_text())["rows"])
+                continue
+            t = time.time()
+            res = app.cell(label, s, seed, dseed, rows_by_label.get(label))
+            rows = [{**r, "set": label, "seed": seed, "source": group["source"], "budget": group["budget"],
+                     "protocol": p.name, "method": getattr(rows_by_label.get(label), "method", None),
+                     "set_seed": dseed, "application": True, "real": bool(real),
+                     "lower_better": r.get("metric") in app.lower_better} for r in res]
+            write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
+            vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows)
+            sseed = "" if dseed is None else f"set seed {dseed}, "
+            log(f"  [{p.name}] {label} {sseed}seed {seed}: {vals} ({time.time() - t:.0f}s)")
+            out_rows.extend(rows)
+    return out_rows
 
 
 def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
@@ -128,7 +173,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
         return json.loads(file.read_text())["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
-    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier", "tests")},
+    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier", "tests", "apps")},
              "protocol": p.name,
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})

@@ -11,6 +11,7 @@ from ..data.config import DataConfig
 from ..errors import ConfigError
 from ..evaluate.config import TargetConfig, protocol_preset
 from ..methods import METHODS, get_method
+from .apps import check_params, is_application
 
 FULL_SOURCE = "full source"
 
@@ -43,8 +44,11 @@ class SourceSpec:
 
 @dataclasses.dataclass
 class ProtocolSpec:
-    name: str = "krrst"                   # a registered protocol (distill/evaluate/protocols)
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)   # EvalConfig keys on top of its preset
+    # an evaluation protocol (distill/evaluate/protocols: krrst, mkdt, scdd, ...) or an application (transfer, kd,
+    # continual, nas: distill/leaderboard/apps.py)
+    name: str = "krrst"
+    # evaluation protocol: EvalConfig keys on top of its preset; application: the keys of its Config
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -91,7 +95,10 @@ class LeaderboardConfig:
         if missing:
             raise ConfigError(f"baselines {missing} are not rows", fix=f"rows are: {', '.join(labels)}")
         for p in self.protocols:
-            protocol_preset(p.name)
+            if is_application(p.name):
+                check_params(p.name, p.overrides)
+            else:
+                protocol_preset(p.name)
         if self.scale not in ("auto", "cpu", "paper"):
             raise ConfigError(f"scale must be auto, cpu or paper, got '{self.scale}'")
         if self.scale == "cpu":

@@ -43,6 +43,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
                       + (f"; {gi['experts']}" if gi.get("experts") else "")
                       + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
+            if gi.get("apps", {}).get(p.name):
+                md.append(gi["apps"][p.name] + "\n")
             md.append(test_note(gi.get("tests", {}), sub))
             head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -67,13 +69,14 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             if gsub:
                 md.append("| set | vs | " + " | ".join(f"{t} {m}" for t, m in cols) + " |")
                 md.append("|---|---|" + "---|" * len(cols))
+                best = any(x.get("best_real") for x in gsub)
                 for label in dict.fromkeys(x["set"] for x in gsub):
-                    for base in cfg.baselines:
+                    for base in (["best real"] if best else cfg.baselines):
                         vals = []
                         for t, m in cols:
-                            x = next((x for x in gsub if (x["set"], x["baseline"], x["target"], x["metric"]) ==
-                                      (label, base, t, m)), None)
-                            vals.append("–" if x is None else gain_cell(x))
+                            x = next((x for x in gsub if (x["set"], x["target"], x["metric"]) == (label, t, m)
+                                      and (x["baseline"] == base or best)), None)
+                            vals.append("–" if x is None else gain_cell(x) + (f" vs {x['baseline']}" if best else ""))
                         md.append(f"| {label} | {base} | " + " | ".join(vals) + " |")
                 md.append("")
     text = "\n".join(md) + "\n"
@@ -122,12 +125,15 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
     """One compact table per source x budget: each row's mean under every (protocol, target, metric),
     with its paired verdict against each baseline (+ beats, − loses, = within noise)."""
     base_short = {b: "".join(w[0] for w in b.split("_")) for b in cfg.baselines}
+    if any(x.get("best_real") for x in g):
+        base_short["best real"] = "br"
     out = []
     for src, n in dict.fromkeys((a["source"], a["budget"]) for a in agg):
         sub = [a for a in agg if (a["source"], a["budget"]) == (src, n)]
         cols = list(dict.fromkeys((a["protocol"], a["target"], a["metric"]) for a in sub))
         cell = {(a["set"], a["protocol"], a["target"], a["metric"]): a for a in sub}
-        verdicts = {(x["set"], x["baseline"], x["protocol"], x["target"], x["metric"]): _MARK.get(x["verdict"], "?")
+        verdicts = {(x["set"], "best real" if x.get("best_real") else x["baseline"], x["protocol"], x["target"],
+                     x["metric"]): _MARK.get(x["verdict"], "?")
                     for x in g if (x["source"], x["budget"]) == (src, n)}
         out.append(f"**{src}, N = {n}** (test top-1 %, mean of {len(cfg.seeds)} seeds; after each number its paired "
                    "verdict against " + ", ".join(f"`{b}` ({k})" for b, k in base_short.items())

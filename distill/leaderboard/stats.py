@@ -130,8 +130,8 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
     together, the verdict reads the adjusted p, and each comparison states the smallest gain it could detect
     with 80 % power at Holm's strictest level (alpha / the family's size) given its observed variance."""
     by_set = len(getattr(cfg, "distill_seeds", [0])) > 1
-    vals = unit_values(rows, by_set)
-    out = []
+    vals = unit_values([r for r in rows if not r.get("application")], by_set)
+    out = app_gains([r for r in rows if r.get("application")], by_set)
     for (proto, src, n, tgt, metric, label), accs in vals.items():
         if label in cfg.baselines or is_reference(label):
             continue
@@ -151,6 +151,31 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
             x["p_adj"], x["family"] = pa, len(fam)
             x["detectable"] = detectable_gain(x["gain_std"], x["n"], cfg.alpha / len(fam))
             x["verdict"] = verdict(x["gain"], pa, cfg.alpha)
+    return out
+
+
+def app_gains(rows: list[dict], by_set_seed: bool) -> list[dict]:
+    """Application tables: each row that is not a real-image baseline against the best real-image baseline of
+    its column (highest mean; lowest where the metric is lower-better, whose gains are then baseline - row,
+    so that a positive gain is always an improvement), paired by unit as :func:`gains` pairs."""
+    vals = unit_values(rows, by_set_seed)
+    real = {(r["protocol"], r["set"]) for r in rows if r.get("real")}
+    lower = {(r["protocol"], r["metric"]) for r in rows if r.get("lower_better")}
+    out = []
+    for col in dict.fromkeys(k[:5] for k in vals):
+        sign = -1.0 if (col[0], col[4]) in lower else 1.0
+        keys = [k for k in vals if k[:5] == col]
+        bases = [k for k in keys if (col[0], k[5]) in real]
+        if not bases:
+            continue
+        best = max(bases, key=lambda k: sign * sum(vals[k].values()) / len(vals[k]))
+        for k in keys:
+            if (col[0], k[5]) in real:
+                continue
+            a, b = _pair(vals[k], vals[best])
+            out.append({"protocol": col[0], "source": col[1], "budget": col[2], "target": col[3], "metric": col[4],
+                        "set": k[5], "baseline": best[5], "best_real": True,
+                        **compare([sign * x for x in a], [sign * x for x in b])})
     return out
 
 

@@ -1,0 +1,124 @@
+"""Application protocols: every row's set through an application (transfer, data-free KD, continual replay,
+NAS proxy) on the leaderboard's sets, seeds, cells and statistics.
+
+A protocol whose name is not an evaluation protocol (``krrst``, ``mkdt``, ``scdd``, ...) names an
+application: a subclass of :class:`Application` registered in the ``ssdd.applications`` entry-point group
+(pyproject.toml), or, where the package is not installed (a bare checkout run with ``python -m distill``),
+found as ``applications.<name>.bench``. ``distill`` never imports ``applications`` by name otherwise.
+
+YAML: the protocol's ``overrides`` are the application's own keys (its ``Config`` dataclass)::
+
+    protocols:
+      - name: kd
+        overrides: {students: [convnet-32-64-128-bn], iterations: 2000}
+
+Each (application, set, distillation seed, evaluation seed) is one cell, a JSON file written when done. An
+application may add reference rows of its own (Gaussian noise for KD, reservoir / herding buffers for replay);
+rows flagged ``real`` are real-image baselines, and each method is compared with the best of them per column
+(paired, Holm-corrected over the table, as every leaderboard table).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import load_config, to_dict
+from ..distilled import DistilledSet
+from ..errors import ConfigError
+
+GROUP = "ssdd.applications"
+
+
+@dataclasses.dataclass
+class AppContext:
+    """What an application sees of the leaderboard: the source, its teacher, the targets, where to cache."""
+
+    cfg: Any                                   # LeaderboardConfig
+    spec: Any                                  # SourceSpec
+    src: Any                                   # the source ImageSet
+    teacher: Any                               # Teacher or None
+    targets: dict                              # name -> (train ImageSet, test ImageSet, TargetConfig)
+    device: Any
+    folder: Path                               # cache folder of this application and source (ground truth, teachers)
+    budget: int
+    log: Callable[[str], None] = print
+
+
+class Application:
+    """The contract. Subclasses set ``name`` and ``Config`` (a dataclass: the YAML keys, documented there),
+    and implement :meth:`cell`; :meth:`prepare` makes what every cell shares (cached in ``ctx.folder``)."""
+
+    name: str = ""
+    Config: type = type(None)
+    #: metrics where lower is better (forgetting, regret): their gains are baseline - method
+    lower_better: tuple[str, ...] = ()
+
+    def __init__(self, ctx: AppContext, params: dict):
+        self.ctx = ctx
+        self.p = load_config(self.Config, None, extra=params)
+
+    def prepare(self) -> str:
+        """Make what the cells share; return one sentence for the table header."""
+        return ""
+
+    def references(self) -> dict[str, bool]:
+        """Reference rows this application adds: label -> whether it is a real-image baseline."""
+        return {}
+
+    def key(self) -> dict:
+        """What identifies a cell besides its set: the application's config (and what ``prepare`` made)."""
+        return to_dict(self.p)
+
+    def cell(self, label: str, s: DistilledSet | None, seed: int, set_seed: int | None, row) -> list[dict]:
+        """One cell's rows: dicts with ``target``, ``metric`` and ``acc`` (the value), plus anything else.
+        ``s`` is None for a reference row (``label`` in :meth:`references`); ``row`` is the leaderboard's
+        RowSpec of ``label`` (None for references)."""
+        raise NotImplementedError
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def application_names() -> list[str]:
+    names = set(_entry_points())
+    try:
+        import applications  # noqa: F401  (a bare checkout: look for applications/<name>/bench.py)
+        root = Path(applications.__file__).parent
+        names |= {p.parent.name for p in root.glob("*/bench.py")}
+    except ImportError:
+        pass
+    return sorted(names)
+
+
+def get_application(name: str) -> type[Application]:
+    eps = _entry_points()
+    try:
+        cls = eps[name].load() if name in eps else importlib.import_module(f"applications.{name}.bench").APPLICATION
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == "applications" or e.name.startswith(f"applications.{name}")):
+            from ..evaluate.config import list_protocols
+            raise ConfigError(f"unknown protocol '{name}'",
+                              fix=f"evaluation protocols: {', '.join(list_protocols())}; applications: "
+                                  f"{', '.join(application_names()) or 'none installed'}") from None
+        raise ConfigError(f"the application '{name}' needs a package that is not installed ({e.name})",
+                          fix="pip install 'ssdd[all]'") from None
+    return cls
+
+
+def is_application(name: str) -> bool:
+    from ..evaluate.config import list_protocols
+    return name not in list_protocols()
+
+
+def check_params(name: str, params: dict) -> None:
+    """Refuse unknown keys of an application protocol before anything runs."""
+    cls = get_application(name)
+    load_config(cls.Config, None, extra=params)
+
+
+__all__ = ["AppContext", "Application", "GROUP", "application_names", "check_params", "get_application",
+           "is_application"]
