@@ -292,3 +292,36 @@ def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications
     assert "krrst" in e.value.fix and "kd" in e.value.fix and "transfer" in e.value.fix
     with pytest.raises(ConfigError, match="studentz"):
         _cfg(tmp_path, protocols=[{"name": "kd", "overrides": {"studentz": ["x"]}}])
+
+
+def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path):
+    cont = {"name": "continual", "overrides": {"modes": ["experience"], "arch": "convnet-d2-w8-bn", "batch_size": 16,
+                                               "memory_per_class": 2, "train_per_class": 6, "test_per_class": 4}}
+    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st", "steps": 2,
+                                                                                    "params": {"pool_size": 1}},
+                                {"method": "mkdt"}],
+               protocols=[cont], full_source=False, no_pretrain=False, baselines=["random", "random_labelled"],
+               method_params={"krr_st": {"pool_arch": "convnet-d2-w8-bn", "pool_steps": 2, "real_batch": 16},
+                              }, scale="paper")
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    rows = rep["rows"]
+    labels = {r["set"] for r in rows}
+    # mkdt needs experts per experience: left out, and the header says so
+    assert labels == {"random", "random_labelled", "krr_st", "reservoir (real)", "class-balanced (real)",
+                      "herding (real)"}
+    assert {r["metric"] for r in rows} == {"ER final acc", "ER forgetting"}
+    # every buffer held at most the same bytes: 2 uint8 images per class of the sample (10 classes, 3x32x32)
+    limit = 2 * 10 * 3 * 32 * 32 + 2 * 10 * 8
+    assert all(0 < r["bytes"] <= limit for r in rows)
+    assert all(r["lower_better"] == (r["metric"] == "ER forgetting") for r in rows)
+    md = (tmp_path / "lb" / "results.md").read_text()
+    assert "not run per experience: mkdt" in md
+    g = {(x["set"], x["metric"]): x for x in rep["gains"]}
+    assert set(g) == {("krr_st", "ER final acc"), ("krr_st", "ER forgetting")}
+    # forgetting: the best real buffer is the one that forgets least, and a gain is baseline - row
+    fr = [r for r in rows if r["metric"] == "ER forgetting"]
+    real = {r["set"]: r["acc"] for r in fr if r["real"]}
+    best = min(real, key=real.get)
+    k = next(r["acc"] for r in fr if r["set"] == "krr_st")
+    assert g[("krr_st", "ER forgetting")]["baseline"] == best
+    assert math.isclose(g[("krr_st", "ER forgetting")]["gain"], real[best] - k, abs_tol=1e-9)

@@ -1,0 +1,132 @@
+"""Continual replay as a leaderboard protocol: each row's method fills a class-incremental replay memory
+(Avalanche), beside reservoir, class-balanced and herding buffers of real images, all of the same bytes.
+
+How a method fills a buffer that grows by experience: the row's method distils each experience as it ends,
+class-conditionally, into that experience's share of the memory (older shares shrink class-balanced to make
+room; :class:`applications.continual.buffers.DistilledBuffer`), with the row's steps and params. The set the
+leaderboard made from the whole source is not used here: it would hold every class before the stream shows
+them. Methods that need expert trajectories (MKDT) or a trained classifier (SC-DD) cannot be run per
+experience without training those per experience; their rows are left out, and the table says so.
+
+YAML (a leaderboard protocol)::
+
+    - name: continual
+      overrides:
+        benchmark: ""                   # empty: the leaderboard's first target (cifar10 -> 5 experiences)
+        n_experiences: null
+        train_per_class: 500            # caps of the stream (CPU); null: the target's / the whole split
+        modes: [experience, retrain]    # experience replay; a fresh model retrained on the memory (GDumb-like)
+        references: [reservoir, class_balanced, herding]
+        memory_per_class: 20            # bytes of this many uint8 real images per class
+        epochs: 1
+
+Metrics: ``<mode> final acc`` (average accuracy over all experiences at the end) and ``<mode> forgetting``
+(average forgetting, lower is better).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from distill.errors import ConfigError
+from distill.leaderboard.apps import Application
+from distill.methods import get_method
+
+from .benchmarks import split_benchmark
+from .config import BufferSpec, ContinualConfig, DistillSpec
+from .run import run_one
+
+REFERENCES = ("reservoir", "class_balanced", "herding")
+LABELS = {"reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)", "herding": "herding (real)"}
+MODES = {"experience": "ER", "retrain": "retrain"}
+
+
+@dataclass
+class ContinualBenchConfig:
+    benchmark: str = ""                  # empty: the leaderboard's first target
+    root: str | None = None              # empty: that target's root
+    n_experiences: int | None = None     # default: 5 (CIFAR-10, sample), 10 (CIFAR-100)
+    train_per_class: int | None = None   # default: the target's train_per_class
+    test_per_class: int | None = None    # default: the target's (the whole test split)
+    modes: list[str] = field(default_factory=lambda: ["experience", "retrain"])
+    references: list[str] = field(default_factory=lambda: list(REFERENCES))
+    arch: str = "convnet-32-64-128-bn"
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.01
+    memory_per_class: int = 20
+    retrain_epochs: int = 50
+    storage_dtype: str = "uint8"
+
+
+class ContinualApp(Application):
+    name = "continual"
+    Config = ContinualBenchConfig
+
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        bad = [m for m in self.p.modes if m not in MODES] + [r for r in self.p.references if r not in REFERENCES]
+        if bad:
+            raise ConfigError(f"continual: unknown mode(s) / reference(s) {bad}",
+                              fix=f"modes: {list(MODES)}; references: {list(REFERENCES)}")
+
+    @property
+    def lower_better(self):
+        return tuple(f"{MODES[m]} forgetting" for m in self.p.modes)
+
+    def _config(self, **kw) -> ContinualConfig:
+        name, (_, _, t) = next(iter(self.ctx.targets.items()))
+        p = self.p
+        return ContinualConfig(benchmark=p.benchmark or t.name, root=p.root or t.root, n_experiences=p.n_experiences,
+                               train_per_class=p.train_per_class or t.train_per_class,
+                               test_per_class=p.test_per_class or t.test_per_class, arch=p.arch, epochs=p.epochs,
+                               batch_size=p.batch_size, lr=p.lr, memory_per_class=p.memory_per_class,
+                               retrain_epochs=p.retrain_epochs, device=self.ctx.cfg.device, **kw)
+
+    def prepare(self) -> str:
+        c = self._config()
+        self.bench = split_benchmark(c.benchmark, c.root, c.n_experiences, seed=0, train_per_class=c.train_per_class,
+                                     test_per_class=c.test_per_class)
+        skipped = sorted({r.method for r in self.ctx.cfg.all_rows() if self._unfit(r.method)})
+        return (f"Continual replay: split {self.bench.name}, {self.bench.n_experiences} experiences, `{c.arch}`, "
+                f"{c.epochs} epoch(s) per experience; memory = {c.memory_per_class} uint8 real images per class in "
+                f"bytes for every buffer; each method distils each experience into its share as it ends; modes "
+                f"{', '.join(self.p.modes)}; references {', '.join(self.p.references)} (real images)"
+                + (f"; not run per experience: {', '.join(skipped)} (need per-experience experts or a classifier)"
+                   if skipped else "") + ".")
+
+    @staticmethod
+    def _unfit(method: str) -> bool:
+        m = get_method(method)
+        return bool(m.uses_experts or m.uses_classifier)
+
+    def references(self) -> dict[str, bool]:
+        return {LABELS[r]: True for r in self.p.references}
+
+    def cell(self, label, s, seed, set_seed, row) -> list[dict]:
+        if row is not None and self._unfit(row.method):
+            return []
+        run_seed = 1000 * (set_seed or 0) + seed
+        rows = []
+        for mode in self.p.modes:
+            if row is not None:
+                spec = BufferSpec("distilled", mode, label)
+                ccfg = self._config(distill=DistillSpec(method=row.method, steps=row.steps or 0, params=dict(row.params),
+                                                        storage_dtype=self.p.storage_dtype))
+            elif label == LABELS["herding"]:
+                spec = BufferSpec("distilled", mode, label)
+                ccfg = self._config(distill=DistillSpec(method="herding", steps=0, params={},
+                                                        storage_dtype=self.p.storage_dtype))
+            else:
+                kind = next(k for k, v in LABELS.items() if v == label)
+                spec = BufferSpec(kind, mode, label)
+                ccfg = self._config()
+            r = run_one(ccfg, self.bench, spec, run_seed, None)
+            tgt = self.bench.name
+            rows += [{"target": tgt, "metric": f"{MODES[mode]} final acc", "acc": r["final_avg_acc"],
+                      "bytes": r["sizes"][-1]["bytes"], "memory_bytes": r["memory_bytes"]},
+                     {"target": tgt, "metric": f"{MODES[mode]} forgetting", "acc": r["avg_forgetting"],
+                      "bytes": r["sizes"][-1]["bytes"], "memory_bytes": r["memory_bytes"]}]
+        return rows
+
+
+APPLICATION = ContinualApp
