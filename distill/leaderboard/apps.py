@@ -54,6 +54,8 @@ class Application:
     Config: type = type(None)
     #: metrics where lower is better (forgetting, regret): their gains are baseline - method
     lower_better: tuple[str, ...] = ()
+    #: metrics reported but not compared (costs such as a speed-up)
+    info_metrics: tuple[str, ...] = ()
 
     def __init__(self, ctx: AppContext, params: dict):
         self.ctx = ctx

@@ -146,7 +146,8 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             rows = [{**r, "set": label, "seed": seed, "source": group["source"], "budget": group["budget"],
                      "protocol": p.name, "method": getattr(rows_by_label.get(label), "method", None),
                      "set_seed": dseed, "application": True, "real": bool(real),
-                     "lower_better": r.get("metric") in app.lower_better} for r in res]
+                     "lower_better": r.get("metric") in app.lower_better,
+                     "info": r.get("metric") in app.info_metrics} for r in res]
             write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
             vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows)
             sseed = "" if dseed is None else f"set seed {dseed}, "

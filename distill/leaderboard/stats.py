@@ -131,7 +131,7 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
     with 80 % power at Holm's strictest level (alpha / the family's size) given its observed variance."""
     by_set = len(getattr(cfg, "distill_seeds", [0])) > 1
     vals = unit_values([r for r in rows if not r.get("application")], by_set)
-    out = app_gains([r for r in rows if r.get("application")], by_set)
+    out = app_gains([r for r in rows if r.get("application") and not r.get("info")], by_set)
     for (proto, src, n, tgt, metric, label), accs in vals.items():
         if label in cfg.baselines or is_reference(label):
             continue
