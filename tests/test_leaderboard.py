@@ -316,6 +316,8 @@ def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_
     assert all(r["lower_better"] == (r["metric"] == "ER forgetting") for r in rows)
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "not run per experience: mkdt" in md
+    table = md[md.index("protocol `continual`"):]
+    assert "| set | sample ER final acc | sample ER forgetting |\n" in table   # no set columns: not its sets
     g = {(x["set"], x["metric"]): x for x in rep["gains"]}
     assert set(g) == {("krr_st", "ER final acc"), ("krr_st", "ER forgetting")}
     # forgetting: the best real buffer is the one that forgets least, and a gain is baseline - row

@@ -61,6 +61,7 @@ class ContinualBenchConfig:
 class ContinualApp(Application):
     name = "continual"
     Config = ContinualBenchConfig
+    uses_sets = False
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
@@ -122,6 +123,7 @@ class ContinualApp(Application):
                 ccfg = self._config()
             r = run_one(ccfg, self.bench, spec, run_seed, None)
             tgt = self.bench.name
+            # bytes: what the buffer held at the end (uint8 images, int64 labels)
             rows += [{"target": tgt, "metric": f"{MODES[mode]} final acc", "acc": r["final_avg_acc"],
                       "bytes": r["sizes"][-1]["bytes"], "memory_bytes": r["memory_bytes"]},
                      {"target": tgt, "metric": f"{MODES[mode]} forgetting", "acc": r["avg_forgetting"],

@@ -124,12 +124,12 @@ class NASApp(Application):
         lo, hi = bootstrap_ci(kendall_tau_b, scores, self.truth, seed=seed)
         tgt = next(iter(self.ctx.targets))
         extra = {"scores": scores, "tau_ci": [lo, hi]}
-        return [{"target": tgt, "metric": "kendall tau", "acc": tau, **extra},
-                {"target": tgt, "metric": "spearman", "acc": spearman(scores, self.truth)},
-                {"target": tgt, "metric": f"top-{self.p.top_k} overlap",
+        return [{"target": tgt, "metric": "kendall tau", "acc": tau, "percent": False, **extra},
+                {"target": tgt, "metric": "spearman", "acc": spearman(scores, self.truth), "percent": False},
+                {"target": tgt, "metric": f"top-{self.p.top_k} overlap", "percent": False,
                  "acc": top_k_overlap(scores, self.truth, self.p.top_k)},
-                {"target": tgt, "metric": "regret", "acc": regret(scores, self.truth)},
-                {"target": tgt, "metric": "speed-up", "acc": self.gt_seconds / max(per_arch, 1e-9)}]
+                {"target": tgt, "metric": "regret", "acc": regret(scores, self.truth)},   # ground-truth % points
+                {"target": tgt, "metric": "speed-up", "acc": self.gt_seconds / max(per_arch, 1e-9), "percent": False}]
 
 
 APPLICATION = NASApp

@@ -56,6 +56,9 @@ class Application:
     lower_better: tuple[str, ...] = ()
     #: metrics reported but not compared (costs such as a speed-up)
     info_metrics: tuple[str, ...] = ()
+    #: False when the application makes its own memory from each row's method instead of using the row's set
+    #: (continual replay); the table then leaves out the sets' distill time and storage
+    uses_sets: bool = True
 
     def __init__(self, ctx: AppContext, params: dict):
         self.ctx = ctx

@@ -10,6 +10,7 @@ from ..config import load_config, to_dict
 from ..distilled import DistilledSet
 from ..engine import resolve_device
 from ..engine.files import write_json
+from ..errors import UserError
 from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
 from ..evaluate.config import EvalConfig, protocol_preset
 from ..ssl import Teacher
@@ -59,10 +60,11 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
         skey = source_key(spec, teacher)
         log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
         targets = load_targets(cfg.targets, src.image_size, src.channels, device)
-        experts = make_experts(cfg, spec, src, teacher, out / "experts" / skey, log)
-        classifier = make_classifier(cfg, spec, src, teacher, out / "classifiers" / f"{skey}.safetensors", log)
+        made = Path(cfg.sets_dir) if cfg.sets_dir else out     # sets, experts and classifiers live here
+        experts = make_experts(cfg, spec, src, teacher, made / "experts" / skey, log)
+        classifier = make_classifier(cfg, spec, src, teacher, made / "classifiers" / f"{skey}.safetensors", log)
         for budget in spec.budgets:
-            folder = out / "sets" / f"{skey}-n{budget}"
+            folder = made / "sets" / f"{skey}-n{budget}"
             # (label, distillation seed or None for rows that do not depend on it) -> (path, set, extra)
             sets: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
             for dseed in cfg.distill_seeds:
@@ -73,7 +75,7 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                         sets[(row_label(row), dseed)] = (path, s, {"method": row.method})
             if cfg.full_source or cfg.full_source_converged_epochs:
                 row = RowSpec(method="random", label=FULL_SOURCE)
-                path, s = make_set(cfg, spec, src, teacher, row, len(src), out / "sets" / f"{skey}-full", log,
+                path, s = make_set(cfg, spec, src, teacher, row, len(src), made / "sets" / f"{skey}-full", log,
                                    deadline=deadline)
                 if cfg.full_source:
                     sets[(f"{FULL_SOURCE} ({len(src)})", None)] = (path, s, {"method": "random", "full": True,
@@ -123,6 +125,8 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     own references, each evaluation seed: one cell file each, reused when it exists."""
     app = get_application(p.name)(ctx, p.overrides)
     group.setdefault("apps", {})[p.name] = app.prepare()
+    if not app.uses_sets:
+        group.setdefault("own_memory", []).append(p.name)
     rows_by_label = {row_label(r): r for r in cfg.all_rows()}
     todo = [(label, dseed, path, s, label in cfg.baselines) for (label, dseed), (path, s, extra) in sets.items()
             if not is_reference(label)]
@@ -142,12 +146,16 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                 out_rows.extend(json.loads(file.read_text())["rows"])
                 continue
             t = time.time()
-            res = app.cell(label, s, seed, dseed, rows_by_label.get(label))
+            try:
+                res = app.cell(label, s, seed, dseed, rows_by_label.get(label))
+            except UserError as e:      # say which cell: the message alone names a method's internals
+                raise type(e)(f"protocol `{p.name}`, row `{label}`, set seed {dseed}, seed {seed}: {e.what}",
+                              fix=e.fix) from None
             rows = [{**r, "set": label, "seed": seed, "source": group["source"], "budget": group["budget"],
                      "protocol": p.name, "method": getattr(rows_by_label.get(label), "method", None),
                      "set_seed": dseed, "application": True, "real": bool(real),
                      "lower_better": r.get("metric") in app.lower_better,
-                     "info": r.get("metric") in app.info_metrics} for r in res]
+                     "info": r.get("metric") in app.info_metrics, "percent": r.get("percent", True)} for r in res]
             write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
             vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows)
             sseed = "" if dseed is None else f"set seed {dseed}, "
@@ -174,7 +182,8 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
         return json.loads(file.read_text())["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
-    rows = [{**r, **{k: v for k, v in group.items() if k not in ("teacher", "experts", "classifier", "tests", "apps")},
+    info_keys = ("teacher", "experts", "classifier", "tests", "apps", "own_memory")
+    rows = [{**r, **{k: v for k, v in group.items() if k not in info_keys},
              "protocol": p.name,
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})

@@ -83,6 +83,9 @@ class LeaderboardConfig:
     device: str = "auto"
     amp: str = "auto"
     output: str = "reports/leaderboard"
+    # where the sets, MKDT's experts and SC-DD's classifiers are made or reused (empty: output): another
+    # leaderboard's output shares its sets, e.g. the application protocols run on the `cpu` leaderboard's sets
+    sets_dir: str = ""
 
     def validate(self):
         for r in self.all_rows():

@@ -19,6 +19,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     agg = aggregate(rows, keys)
     g = gains(cfg, rows)
     room = headroom(cfg, rows, g)
+    not_percent = {(r["protocol"], r["metric"]) for r in rows if r.get("percent") is False}
     md = [f"### Leaderboard `{cfg.name}`\n"]
     blind = [h for h in room if h["separates"] is False]
     if blind:
@@ -45,15 +46,19 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                       + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
             if gi.get("apps", {}).get(p.name):
                 md.append(gi["apps"][p.name] + "\n")
-            md.append(test_note(gi.get("tests", {}), sub))
-            head = ["set"] + [f"{t} {m}" for t, m in cols] + ["distill time", "storage (images)"]
+            pct = [a for a in sub if (p.name, a["metric"]) not in not_percent]
+            if pct:            # (a rank correlation or a speed-up has no binomial test error)
+                md.append(test_note(gi.get("tests", {}), pct))
+            # an application that does not use the sets (continual distils per experience) has no such columns
+            own = p.name in gi.get("own_memory", ())
+            head = ["set"] + [f"{t} {m}" for t, m in cols] + ([] if own else ["distill time", "storage (images)"])
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for label in labels:
                 vals = [fmt(c["mean"], c["std"], c["n"]) if (c := cell.get((label, t, m))) else "–" for t, m in cols]
                 r = gi["rows"].get(label, {})
                 secs = f"{r['seconds']:.0f} s" if r.get("seconds") is not None else "–"
                 store = f"{r['image_equivalents']:.1f}" if r.get("image_equivalents") is not None else "–"
-                lines.append("| " + " | ".join([label] + vals + [secs, store]) + " |")
+                lines.append("| " + " | ".join([label] + vals + ([] if own else [secs, store])) + " |")
             md.append("\n".join(lines) + "\n")
             hsub = [h for h in room if h["protocol"] == p.name and f"{h['source']} N={h['budget']}" == group]
             for h in hsub:
