@@ -56,6 +56,9 @@ class ContinualBenchConfig:
     memory_per_class: int = 20
     retrain_epochs: int = 50
     storage_dtype: str = "uint8"
+    # steps of each per-experience distillation (methods that take steps); null: the row's own steps, which
+    # were sized for one distillation of the whole source, not one per experience
+    distill_steps: int | None = None
 
 
 class ContinualApp(Application):
@@ -90,7 +93,8 @@ class ContinualApp(Application):
         skipped = sorted({r.method for r in self.ctx.cfg.all_rows() if self._unfit(r.method)})
         return (f"Continual replay: split {self.bench.name}, {self.bench.n_experiences} experiences, `{c.arch}`, "
                 f"{c.epochs} epoch(s) per experience; memory = {c.memory_per_class} uint8 real images per class in "
-                f"bytes for every buffer; each method distils each experience into its share as it ends; modes "
+                f"bytes for every buffer; each method distils each experience into its share as it ends"
+                + (f" ({self.p.distill_steps} steps each)" if self.p.distill_steps is not None else "") + "; modes "
                 f"{', '.join(self.p.modes)}; references {', '.join(self.p.references)} (real images)"
                 + (f"; not run per experience: {', '.join(skipped)} (need per-experience experts or a classifier)"
                    if skipped else "") + ".")
@@ -111,7 +115,10 @@ class ContinualApp(Application):
         for mode in self.p.modes:
             if row is not None:
                 spec = BufferSpec("distilled", mode, label)
-                ccfg = self._config(distill=DistillSpec(method=row.method, steps=row.steps or 0, params=dict(row.params),
+                steps = row.steps or 0
+                if steps and self.p.distill_steps is not None:
+                    steps = self.p.distill_steps
+                ccfg = self._config(distill=DistillSpec(method=row.method, steps=steps, params=dict(row.params),
                                                         storage_dtype=self.p.storage_dtype))
             elif label == LABELS["herding"]:
                 spec = BufferSpec("distilled", mode, label)
