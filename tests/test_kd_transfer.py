@@ -44,7 +44,7 @@ def test_classifier_file_roundtrip(files, tmp_path):
 def test_kd_improves_the_student_over_its_start(files, tmp_path):
     d, clf = files
     cfg = KDConfig(teacher=str(d / "teacher.safetensors"), set=str(d / "set.safetensors"),
-                   random_set=str(d / "random.safetensors"), students=[TINY], iterations=150, batch_size=64,
+                   random_set=str(d / "random.safetensors"), students=[TINY], iterations=80, batch_size=64,
                    lr=3e-3, target=TargetConfig(name="sample"), device="cpu", output=str(tmp_path))
     res = run_kd(cfg)
     rows = {r["source"]: r for r in res["rows"]}

@@ -84,7 +84,8 @@ def blocks(doc: str | Path) -> dict[str, dict | None]:
 def stale_blocks(doc: str | Path, loaders: dict[str, Callable[[str | None, list[str]], dict]]) -> list[str]:
     """Blocks of ``doc`` whose recorded config differs from what its config file gives today (with the
     recorded overrides), one line each naming the block and the keys that changed. ``loaders`` maps a
-    provenance ``kind`` to a function (config_file, overrides) -> resolved config dict."""
+    provenance ``kind`` to a function (config_file, overrides) -> resolved config dict, or (that dict, the
+    schema's defaults): a key absent from the record and at its default today is not a change."""
     from .stage import config_differences
     problems = []
     for tag, p in blocks(doc).items():
@@ -95,7 +96,14 @@ def stale_blocks(doc: str | Path, loaders: dict[str, Callable[[str | None, list[
         except Exception as e:  # noqa: BLE001  (a config file that no longer loads is stale too)
             problems.append(f"{tag}: its config {p.get('config_file')} no longer loads ({str(e).splitlines()[0]})")
             continue
-        diff = config_differences(p["config"], now)
+        defaults = {}
+        if isinstance(now, tuple):      # (resolved config, the schema's defaults)
+            now, defaults = now
+        from .stage import flatten
+        flat_defaults = flatten(defaults)
+        # a key added to the schema after the block was made, at its default, changes nothing the block shows
+        diff = [d for d in config_differences(p["config"], now)
+                if not (d[1] == "<absent>" and d[0] in flat_defaults and flat_defaults[d[0]] == d[2])]
         if diff:
             keys = ", ".join(f"{k} ({old!r} -> {new!r})" for k, old, new in diff[:5])
             problems.append(f"{tag}: made with another config than {p.get('config_file')} gives now: {keys}"

@@ -183,9 +183,10 @@ def update_docs(doc: str | Path, name: str, markdown: str, provenance: dict | No
     return write_block(doc, f"leaderboard:{name}", markdown, provenance)
 
 
-def load_for_check(config_file: str | None, overrides: list[str]) -> dict:
-    """The resolved config a leaderboard block's provenance is compared with (``--check-docs``)."""
+def load_for_check(config_file: str | None, overrides: list[str]) -> tuple[dict, dict]:
+    """The resolved config a leaderboard block's provenance is compared with (``--check-docs``), and the
+    schema's defaults (a key added since, at its default, is no change)."""
     from ..config import load_config
-    return to_dict(load_config(LeaderboardConfig, config_file, overrides))
+    return to_dict(load_config(LeaderboardConfig, config_file, overrides)), to_dict(LeaderboardConfig())
 
 

@@ -1,6 +1,7 @@
 """The statistics of a leaderboard table: paired gains over seeds and verdicts."""
 from __future__ import annotations
 
+import functools
 import math
 
 from ..evaluate import NO_PRETRAIN
@@ -35,29 +36,36 @@ def paired_ci(d: list[float], level: float = 0.95) -> tuple[float, float] | None
 def detectable_gain(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
     """The smallest true mean difference a two-sided paired t-test at level ``alpha`` detects with probability
     ``power``, given the standard deviation ``sd`` of the paired differences over ``n`` pairs: the delta with
-    P(|T| > t_{1-alpha/2, n-1}) = power for T ~ noncentral t(n - 1, delta sqrt(n) / sd). None below 2 pairs."""
+    P(|T| > t_{1-alpha/2, n-1}) = power for T ~ noncentral t(n - 1, delta sqrt(n) / sd). None below 2 pairs.
+    The noncentrality is delta / sd, so delta is ``sd`` times the effect size solved once per (n, alpha, power)."""
     if n < 2:
         return None
     if sd == 0:
         return 0.0
+    return sd * _detectable_effect(n, round(alpha, 12), power)
+
+
+@functools.lru_cache(maxsize=None)
+def _detectable_effect(n: int, alpha: float, power: float) -> float:
+    """The standardised effect (delta / sd) of :func:`detectable_gain`."""
     from scipy import integrate, optimize, stats
     df = n - 1
     crit = stats.t.ppf(1 - alpha / 2, df)
 
-    def achieved(delta: float) -> float:
+    def achieved(effect: float) -> float:
         # P(|Z + nc| > crit sqrt(V / df)), V ~ chi2(df): the noncentral t's two tails, integrated over V
         # (scipy's nct.sf returns nan far in the tail, e.g. df = 2 at a Holm-corrected alpha)
-        nc = delta * math.sqrt(n) / sd
+        nc = effect * math.sqrt(n)
 
         def f(v):
             c = crit * math.sqrt(v / df)
             return stats.chi2.pdf(v, df) * (stats.norm.sf(c - nc) + stats.norm.cdf(-c - nc))
         return integrate.quad(f, 0, math.inf, limit=200)[0] - power
 
-    hi = sd
+    hi = 1.0
     while achieved(hi) < 0:
         hi *= 2
-    return float(optimize.brentq(achieved, 0.0, hi, xtol=1e-10))
+    return float(optimize.brentq(achieved, 0.0, hi, xtol=1e-12))
 
 
 def paired_test(a: list[float], b: list[float]) -> tuple[float, float, float | None]:
