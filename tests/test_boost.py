@@ -244,18 +244,32 @@ def test_a_boost_set_loads_in_every_application(boost_run, tmp_path):
 
 
 def test_a_boost_buffer_in_continual_learning():
+    from distill.errors import UserError
     pytest.importorskip("avalanche")
     from applications.continual import DistilledBuffer, real_item_bytes, split_benchmark
     from distill.models import create_model
     bench = split_benchmark("sample", n_experiences=5, train_per_class=12, test_per_class=6)
     model = create_model(TINY, out_dim=10, image_size=32)
-    buf = DistilledBuffer(4 * 10 * real_item_bytes(3, 32), mean=bench.mean, std=bench.std, image_size=32,
-                          teacher="model", method="boost", steps=2, device="cpu",
+    memory = 20 * 10 * real_item_bytes(3, 32)
+    with pytest.raises(UserError, match="n_experiences"):
+        DistilledBuffer(memory, mean=bench.mean, std=bench.std, image_size=32, method="boost")
+    buf = DistilledBuffer(memory, mean=bench.mean, std=bench.std, image_size=32,
+                          teacher="model", method="boost", steps=2, device="cpu", n_experiences=5,
                           params=dict(Boost_TINY, pool_steps=3, net_init_steps=2, images_ratio=1.0))
-    exp = list(bench.scenario.train_stream)[0]
-    buf.post_adapt(type("A", (), {"model": model})(), exp)
-    assert 0 < len(buf) <= buf.max_size and buf.bytes_used() <= buf.max_bytes
-    assert set(buf.shares[0].labels.tolist()) == set(exp.classes_in_this_experience)
+    stream = list(bench.scenario.train_stream)
+    agent = type("A", (), {"model": model})()
+    buf.post_adapt(agent, stream[0])
+    share = buf.shares[0]
+    # the experience's fixed share: memory / 5 bytes = 10 float32 image-equivalents (of 3072 x 4 bytes), and the
+    # share counts what the set stores, not the images it expands into (kept whole: 1 + 3 views of each image)
+    n_eq = (memory // 5) // (3 * 32 * 32 * 4)
+    assert n_eq == 10 and share.info["stored_bytes"] <= n_eq * 3 * 32 * 32 * 4
+    assert buf.bytes_used() == share.info["stored_bytes"] <= memory // 5
+    assert len(buf) == len(share.labels) and len(buf) % 4 == 0
+    assert len(buf) > share.info["stored_bytes"] // real_item_bytes(3, 32)   # more images than plain bytes allow
+    assert set(share.labels.tolist()) == set(exp_classes := stream[0].classes_in_this_experience)
+    buf.post_adapt(agent, stream[1])           # the first share is not cut when the second arrives
+    assert buf.shares[0] is share and buf.bytes_used() <= 2 * (memory // 5) and exp_classes
 
 
 def test_pixel_lr_scale_divides_by_the_terms_of_each_product():

@@ -7,6 +7,8 @@ room; :class:`applications.continual.buffers.DistilledBuffer`), with the row's s
 leaderboard made from the whole source is not used here: it would hold every class before the stream shows
 them. Methods that need expert trajectories (MKDT) or a trained classifier (SC-DD) cannot be run per
 experience without training those per experience; their rows are left out, and the table says so.
+A factorised method (Boost) gets a fixed share of the bytes per experience, counted as what its set stores
+(bases, coefficients, networks in float32), and keeps every image that set expands into.
 
 YAML (a leaderboard protocol)::
 

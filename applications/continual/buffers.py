@@ -16,7 +16,7 @@ from distill.data.config import DataConfig
 from distill.methods import DistillConfig
 from distill.data import ImageSet
 from distill.errors import UserError
-from distill.methods import run_distillation
+from distill.methods import get_method, run_distillation
 from distill.models import Net
 from distill.ssl import Teacher
 
@@ -67,12 +67,18 @@ class DistilledBuffer(ExemplarsBuffer):
     ``storage_dtype`` (the model normalises, as everywhere in the toolkit); labels are the
     benchmark's (already mapped) labels. With ``store_targets`` each example also keeps the
     model's features at storage time (float16), the target of representation replay.
+
+    A factorised method (``Method.factorised``: Boost) gets a fixed ``max_bytes / n_experiences`` per
+    experience instead, distils into that many float32 image-equivalents of stored parts, and keeps every
+    image its set materialises; the share counts the stored bytes (``storage_bytes``) and is never cut,
+    since part of a basis is no smaller set.
     """
 
     def __init__(self, max_bytes: int, *, mean, std, image_size: int, channels: int = 3,
                  teacher: Teacher | str = "model", method: str = "krr_st", steps: int = 200,
                  params: dict | None = None, storage_dtype: str = "uint8", store_targets: bool = False,
-                 feature_dim: int | None = None, device: str = "auto", seed: int = 0):
+                 feature_dim: int | None = None, device: str = "auto", seed: int = 0,
+                 n_experiences: int | None = None):
         if storage_dtype not in DTYPE_BYTES:
             raise UserError(f"storage_dtype must be one of {list(DTYPE_BYTES)}, got '{storage_dtype}'")
         if store_targets and not feature_dim:
@@ -83,6 +89,11 @@ class DistilledBuffer(ExemplarsBuffer):
         self.teacher, self.method, self.steps, self.params = teacher, method, steps, dict(params or {})
         self.storage_dtype, self.store_targets, self.feature_dim = storage_dtype, store_targets, feature_dim
         self.device, self.seed = device, seed
+        self.n_experiences = n_experiences
+        self.factorised = bool(getattr(get_method(method), "factorised", False))
+        if self.factorised and not n_experiences:
+            raise UserError(f"a {method} memory keeps each experience's stored parts whole, so it needs the number "
+                            "of experiences up front", fix="pass n_experiences= (the benchmark's)")
         self.shares: list[Share] = []
         super().__init__(self.max_bytes // self.item_bytes())
         if self.max_size < 1:
@@ -97,6 +108,11 @@ class DistilledBuffer(ExemplarsBuffer):
         """Bytes actually held (images at storage dtype, labels as int64, targets as float16)."""
         total = 0
         for s in self.shares:
+            if "stored_bytes" in s.info:      # a factorised share: what it stores, not what it expands into
+                total += s.info["stored_bytes"]
+                if s.targets is not None:
+                    total += s.targets.numel() * s.targets.element_size()
+                continue
             total += s.images.numel() * s.images.element_size() + s.labels.numel() * LABEL_BYTES
             if s.targets is not None:
                 total += s.targets.numel() * s.targets.element_size()
@@ -130,7 +146,7 @@ class DistilledBuffer(ExemplarsBuffer):
     @staticmethod
     def _shrink(share: Share, n: int) -> Share:
         """Keep ``n`` examples, as balanced over the share's classes as possible (first ones of each class)."""
-        if len(share.labels) <= n:
+        if len(share.labels) <= n or "stored_bytes" in share.info:   # factorised shares are kept whole
             return share
         classes = share.labels.unique()
         base, extra = divmod(n, len(classes))
@@ -160,9 +176,18 @@ class DistilledBuffer(ExemplarsBuffer):
         k = len(counts)
         quota = min(quota, int(counts.min()) * k)  # never more than the experience holds
         quota = max(k, quota - quota % k)  # class-balanced: a multiple of the experience's classes
+        budget = quota
+        if self.factorised:
+            # a fixed share of the bytes per experience, known up front (its stored parts cannot be cut later),
+            # in the method's image-equivalents: float32 images
+            allowance = self.max_bytes // self.n_experiences
+            budget = allowance // (self.channels * self.image_size ** 2 * 4)
+            if budget < 1:
+                raise UserError(f"a {self.method} share of {allowance} bytes holds no float32 image-equivalent",
+                                fix="give the memory more bytes (memory_per_class)")
         model = getattr(agent, "model", None)
         teacher = self._teacher(model)
-        cfg = DistillConfig(data=DataConfig(name=source.name), method=self.method, budget=quota, class_conditional=True,
+        cfg = DistillConfig(data=DataConfig(name=source.name), method=self.method, budget=budget, class_conditional=True,
                             steps=self.steps, seed=self.seed + len(self.shares), device=self.device, output=None,
                             checkpoint_every=0, log_every=max(1, self.steps // 5) if self.steps else 10,
                             params=self.params)
@@ -172,7 +197,10 @@ class DistilledBuffer(ExemplarsBuffer):
         share = Share(_quantize(s.images.cpu(), self.storage_dtype), s.labels.cpu(),
                       info={"experience": exp.current_experience, "steps": res.steps, "seconds": res.seconds,
                             "loss": res.history[-1]["loss"] if res.history else None})
-        share = self._shrink(share, quota)
+        if self.factorised:
+            share.info["stored_bytes"] = res.set.storage_bytes()   # every materialised image is kept
+        else:
+            share = self._shrink(share, quota)
         if self.store_targets:
             share.targets = self._features(model, _dequantize(share.images)).to(torch.float16)
         self.shares.append(share)

@@ -65,6 +65,10 @@ class Method:
     uses_experts: bool = False
     #: reads an SC-DD classifier through ``params.classifier`` (scdd); the leaderboard fills it in
     uses_classifier: bool = False
+    #: its sets store parts (bases, coefficients, view networks) that ``materialize()`` expands into more images
+    #: than its budget; a memory of fixed bytes counts what it stores (``storage_bytes``), in image-equivalents of
+    #: float32 images (Boost)
+    factorised: bool = False
     #: under torchrun: False, every rank runs the one collective stage (KRR-ST, Boost, MKDT); True, the
     #: method splits its work by ``params.worker`` / ``params.workers`` and :meth:`merge` joins the parts
     splits_work: bool = False

@@ -187,6 +187,7 @@ class Boost(KRRST):
     name = "boost"
     Config = Config
     default_steps = 160_000
+    factorised = True
     paper_scale_params = ("pool_arch", "pool_size", "pool_steps", "real_batch")
     tiny_params = {**KRRST.tiny_params, "basis_size": 8, "pca_images": 64, "net_init_steps": 5}
 
