@@ -269,7 +269,24 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
                                                "eval": {"pretrain": {"epochs": 1}, "linear": {"steps": 5}}}}]
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"],
                protocols=apps, full_source=False, no_pretrain=False, distill_seeds=[0, 1])
-    rep = run_leaderboard(cfg, log=lambda *_: None)
+    from applications.kd.bench import KDApp
+    real_cell, calls = KDApp.cell, []
+
+    def killed_at_the_third(self, *a):
+        calls.append(a[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_cell(self, *a)
+    KDApp.cell = killed_at_the_third
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_leaderboard(cfg, log=lambda *_: None)
+        calls.clear()
+        KDApp.cell = lambda self, *a: (calls.append(a[0]), real_cell(self, *a))[1]
+        rep = run_leaderboard(cfg, log=lambda *_: None)
+    finally:
+        KDApp.cell = real_cell
+    assert len(calls) == 6 - 2                 # the restart ran only the kd cells the killed run had not finished
     kd = [r for r in rep["rows"] if r["protocol"] == "kd"]
     # 2 rows x 2 set seeds + noise x 2 set seeds, one evaluation seed, one student
     assert sorted({(r["set"], r["set_seed"]) for r in kd}) == sorted(

@@ -22,13 +22,17 @@ YAML (configs/leaderboard/*.yaml)::
     variants:                           # extra rows: a method plus params under its own label
       - {label: "krr_st (legacy pool)", method: krr_st, params: {legacy_pool_reset: true}}
     baselines: [random, random_labelled]
-    protocols: [{name: krrst}, {name: mkdt}]
+    protocols: [{name: krrst}, {name: mkdt},    # evaluation protocols, and applications (see apps.py):
+                {name: kd, overrides: {students: [resnet18]}}]   # nas, continual, kd, transfer
     targets: [{name: cifar10, root: data}]
     seeds: [0, 1, 2]
+    distill_seeds: [0, 1, 2]            # every set made once per seed; the paired unit of a test
+    sets_dir: ""                        # another leaderboard's output: reuse its sets, experts, classifiers
 
 Modules: :mod:`.config` (the YAML schema), :mod:`.sets` (each row's set, experts, classifier),
 :mod:`.cells` (the run, one JSON file per cell), :mod:`.stats` (paired gains, verdicts), :mod:`.render`
-(tables, summary, plot, docs blocks).
+(tables, summary, plot, docs blocks), :mod:`.apps` (application protocols: an ``Application`` per
+``applications/<name>/bench.py``, found through the ``ssdd.applications`` entry points).
 """
 from .cells import eval_config, run_leaderboard
 from .config import FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, SourceSpec, row_label
