@@ -382,3 +382,22 @@ def test_nas_protocol_ranks_architectures_with_a_cached_ground_truth(tmp_path):
         f.unlink()
     run_leaderboard(cfg, log=logs.append)
     assert not any("ground truth, seed" in m for m in logs)
+
+
+def test_equal_bytes_baselines_fill_the_largest_sets_storage_and_are_compared_as_baselines(tmp_path):
+    from distill.distilled import DistilledSet
+    cfg = _cfg(tmp_path, rows=[{"method": "random_labelled"}, {"method": "random"}], baselines=["random_labelled"],
+               equal_bytes=True, full_source=False, no_pretrain=False)
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    folder = next((tmp_path / "lb" / "sets").glob("sample-*-n10"))
+    rl, rnd = DistilledSet.load(folder / "random-labelled.safetensors"), DistilledSet.load(folder / "random.safetensors")
+    eq = DistilledSet.load(folder / "random-labelled-equal-bytes.safetensors")
+    # a labelled example costs less than one with the teacher's representation: the twin holds as many labelled
+    # examples as the random set's bytes pay for (closed form), and no more
+    per = rl.storage_bytes() / len(rl)
+    assert rnd.storage_bytes() > rl.storage_bytes()
+    assert len(eq) == int(rnd.storage_bytes() // per) > len(rl) and eq.storage_bytes() <= rnd.storage_bytes()
+    assert {r["set"] for r in rep["rows"]} == {"random_labelled", "random", "random_labelled (equal bytes)"}
+    assert {(g["set"], g["baseline"]) for g in rep["gains"]} == {("random", "random_labelled"),
+                                                                   ("random", "random_labelled (equal bytes)")}
+    assert "(rl" in rep["summary"] and "rl=B" in rep["summary"]

@@ -14,7 +14,8 @@ from ..errors import UserError
 from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
 from ..evaluate.config import EvalConfig, protocol_preset
 from ..ssl import Teacher
-from .config import FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug, row_label
+from .config import (EQUAL_BYTES, FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug,
+                     all_baselines, row_label)
 from .apps import AppContext, get_application, is_application
 from .render import write_leaderboard
 from .stats import is_reference
@@ -73,6 +74,8 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                                        seed=dseed)
                     if path is not None:
                         sets[(row_label(row), dseed)] = (path, s, {"method": row.method})
+            if cfg.equal_bytes:
+                sets.update(_equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, sets))
             if cfg.full_source or cfg.full_source_converged_epochs:
                 row = RowSpec(method="random", label=FULL_SOURCE)
                 path, s = make_set(cfg, spec, src, teacher, row, len(src), made / "sets" / f"{skey}-full", log,
@@ -104,6 +107,27 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
     return write_leaderboard(cfg, cells, info, time.time() - t0)
 
 
+def _equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, sets) -> dict:
+    """Each baseline again, per distillation seed, at the bytes of the largest method set: a random set's
+    storage grows linearly with its size, so its size is the target bytes over its bytes per example."""
+    bases = set(cfg.baselines)
+    target = max((s.storage_bytes() for (label, _), (_, s, _) in sets.items() if label not in bases and s is not None),
+                 default=0)
+    out = {}
+    for base in cfg.baselines:
+        row = next(r for r in cfg.all_rows() if row_label(r) == base)
+        for dseed in cfg.distill_seeds:
+            _, s, _ = sets.get((base, dseed), (None, None, None))
+            if s is None or target <= s.storage_bytes():
+                continue
+            n = min(len(src), int(target // (s.storage_bytes() / len(s))))
+            eq = RowSpec(method=row.method, label=base + EQUAL_BYTES, steps=row.steps, params=dict(row.params),
+                         class_conditional=row.class_conditional)
+            path, es = make_set(cfg, spec, src, teacher, eq, n, folder, log, deadline=deadline, seed=dseed)
+            out[(base + EQUAL_BYTES, dseed)] = (path, es, {"method": row.method, "equal_bytes": True})
+    return out
+
+
 def _row_info(sets: dict) -> dict:
     """Per row label: distillation seconds and storage (the mean over its distillation seeds)."""
     by: dict[str, list] = {}
@@ -128,8 +152,9 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     if not app.uses_sets:
         group.setdefault("own_memory", []).append(p.name)
     rows_by_label = {row_label(r): r for r in cfg.all_rows()}
-    todo = [(label, dseed, path, s, label in cfg.baselines) for (label, dseed), (path, s, extra) in sets.items()
-            if not is_reference(label)]
+    bases = all_baselines(cfg)
+    todo = [(label, dseed, path, s, label in bases) for (label, dseed), (path, s, extra) in sets.items()
+            if not is_reference(label) and (app.uses_sets or not extra.get("equal_bytes"))]
     # references are drawn per distillation seed too, so that they pair with the rows unit by unit
     todo += [(label, dseed, None, None, real) for label, real in app.references().items() for dseed in cfg.distill_seeds]
     base_key = app.key()

@@ -86,6 +86,9 @@ class LeaderboardConfig:
     # where the sets, MKDT's experts and SC-DD's classifiers are made or reused (empty: output): another
     # leaderboard's output shares its sets, e.g. the application protocols run on the `cpu` leaderboard's sets
     sets_dir: str = ""
+    # also each baseline at the bytes of the largest method set ("random (equal bytes)": more real images, with
+    # their targets or labels); a method beats real data at equal storage only if it beats these
+    equal_bytes: bool = False
 
     def validate(self):
         for r in self.all_rows():
@@ -141,6 +144,14 @@ class LeaderboardConfig:
             raise ConfigError(f"{len(rows)} row(s) would run at the paper's scale on {where}: " + "; ".join(rows),
                               fix="state them in method_steps / method_params (or the row's steps / params), or set "
                                   "scale: paper to run the paper's settings anyway")
+
+
+EQUAL_BYTES = " (equal bytes)"
+
+
+def all_baselines(cfg) -> list[str]:
+    """The baselines, and their equal-bytes twins when ``equal_bytes`` is set."""
+    return list(cfg.baselines) + ([b + EQUAL_BYTES for b in cfg.baselines] if getattr(cfg, "equal_bytes", False) else [])
 
 
 def row_label(r: RowSpec) -> str:

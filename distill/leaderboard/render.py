@@ -6,7 +6,7 @@ from pathlib import Path
 from ..config import to_dict
 from ..engine.files import write_block, write_json, write_text
 from ..evaluate.report import aggregate, fmt
-from .config import LeaderboardConfig
+from .config import EQUAL_BYTES, LeaderboardConfig, all_baselines
 from .stats import gains, headroom
 
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
@@ -76,7 +76,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                 md.append("|---|---|" + "---|" * len(cols))
                 best = any(x.get("best_real") for x in gsub)
                 for label in dict.fromkeys(x["set"] for x in gsub):
-                    for base in (["best real"] if best else cfg.baselines):
+                    for base in (["best real"] if best else all_baselines(cfg)):
                         vals = []
                         for t, m in cols:
                             x = next((x for x in gsub if (x["set"], x["target"], x["metric"]) == (label, t, m)
@@ -130,6 +130,7 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
     """One compact table per source x budget: each row's mean under every (protocol, target, metric),
     with its paired verdict against each baseline (+ beats, − loses, = within noise)."""
     base_short = {b: "".join(w[0] for w in b.split("_")) for b in cfg.baselines}
+    base_short.update({b + EQUAL_BYTES: k + "=B" for b, k in list(base_short.items()) if b + EQUAL_BYTES in all_baselines(cfg)})
     if any(x.get("best_real") for x in g):
         base_short["best real"] = "br"
     out = []
@@ -168,7 +169,7 @@ def _plot(cfg, agg, path: Path) -> Path:
     for ax, key in zip(axes[0], panels):
         sub = [a for a in agg if (a["protocol"], a["source"], a["budget"], a["target"], a["metric"]) == key]
         ax.bar(range(len(sub)), [a["mean"] for a in sub], yerr=[a["std"] for a in sub], capsize=3,
-               color=["tab:gray" if a["set"] in cfg.baselines else "tab:blue" for a in sub])
+               color=["tab:gray" if a["set"] in all_baselines(cfg) else "tab:blue" for a in sub])
         ax.set_xticks(range(len(sub)), [a["set"] for a in sub], rotation=60, ha="right", fontsize=7)
         ax.set_title(f"{key[0]}: {key[1]} N={key[2]} -> {key[3]} {key[4]}", fontsize=8)
         ax.set_ylabel("test top-1 (%)")

@@ -5,7 +5,7 @@ import functools
 import math
 
 from ..evaluate import NO_PRETRAIN
-from .config import FULL_SOURCE, LeaderboardConfig
+from .config import FULL_SOURCE, LeaderboardConfig, all_baselines
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
@@ -139,11 +139,12 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
     with 80 % power at Holm's strictest level (alpha / the family's size) given its observed variance."""
     by_set = len(getattr(cfg, "distill_seeds", [0])) > 1
     vals = unit_values([r for r in rows if not r.get("application")], by_set)
+    bases = all_baselines(cfg)
     out = app_gains([r for r in rows if r.get("application") and not r.get("info")], by_set)
     for (proto, src, n, tgt, metric, label), accs in vals.items():
-        if label in cfg.baselines or is_reference(label):
+        if label in bases or is_reference(label):
             continue
-        for base in cfg.baselines:
+        for base in bases:
             ref = vals.get((proto, src, n, tgt, metric, base))
             if not ref:
                 continue
