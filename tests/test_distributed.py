@@ -83,6 +83,7 @@ def test_two_processes_take_the_step_one_process_takes(tmp_path):
     assert one["krrst.losses"][0] != one["krrst.losses"][-1]
 
 
+@pytest.mark.slow
 def test_resumed_two_process_run_ends_like_an_uninterrupted_one_and_only_rank_0_writes(tmp_path):
     two, out = scenario("run_resume", tmp_path)
     for k in ("images", "targets"):     # stopped (at step 3, or by a time limit), resumed: bit-identical
