@@ -466,7 +466,9 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
 @click.option("--check-docs", "check_docs", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="only check that every leaderboard block of this Markdown file was made by the config its "
                    "provenance names (as that file reads today); exit 1 naming the stale blocks")
-@_TIME_LIMIT
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="stop after the set or cell that crosses SECONDS (exit status 3); the same command continues, "
+                   "reusing finished sets and cells")
 @_OVERRIDES
 def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit, overrides):
     """Every method and baseline, made (or reused) and evaluated under each protocol with the same seeds;
@@ -497,9 +499,9 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
                         fix="run it with plain `ssdd leaderboard`, or run its stages (teacher, distill, experts, "
                             "evaluate) under torchrun")
     rep = run_leaderboard(cfg, time_limit=time_limit)
-    if rep is None:
+    if rep is None:     # exit status 3: unfinished, resumable (scripts chain runs on it)
         click.echo("stopped at the time limit; run the same command again to continue")
-        return
+        sys.exit(3)
     click.echo("\n" + rep["markdown"])
     click.echo(f"wrote {rep['paths']['md']}, {rep['paths']['json'].name}, {rep['paths']['plot'].name} "
                f"({rep['seconds']:.0f}s)")

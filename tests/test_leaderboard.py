@@ -401,3 +401,22 @@ def test_equal_bytes_baselines_fill_the_largest_sets_storage_and_are_compared_as
     assert {(g["set"], g["baseline"]) for g in rep["gains"]} == {("random", "random_labelled"),
                                                                    ("random", "random_labelled (equal bytes)")}
     assert "(rl" in rep["summary"] and "rl=B" in rep["summary"]
+
+
+def test_a_leaderboard_stopped_at_its_time_limit_exits_3_and_the_same_command_finishes_it(tmp_path):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    teacher = tmp_path / "teacher.safetensors"
+    tiny_teacher().save(teacher)
+    conf = tmp_path / "lb.yaml"
+    conf.write_text(f"name: t\nsources: [{{data: {{name: sample}}, teacher: {teacher}, train_per_class: 10, "
+                    "budgets: [10]}]\nrows: [{method: random}]\nbaselines: [random]\nfull_source: false\n"
+                    "arch: convnet-d2-w8-bn\nprotocols: [{name: mkdt, overrides: {pretrain: {epochs: 1}}}]\n"
+                    "targets: [{name: sample, train_per_class: 10, test_per_class: 5}]\nseeds: [0]\n"
+                    f"output: {tmp_path / 'lb'}\n")
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(conf), "--time-limit", "0"])
+    assert r.exit_code == 3 and "run the same command again" in r.output
+    assert not (tmp_path / "lb" / "results.md").exists()
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(conf)])
+    assert r.exit_code == 0 and (tmp_path / "lb" / "results.md").exists()
