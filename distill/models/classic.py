@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.mobilenetv2 import MobileNetV2
 
 from .registry import register_model
 
@@ -72,6 +71,8 @@ class MobileNetV2Body(nn.Module):
 
     def __init__(self, image_size: int, in_chans: int = 3, width_mult: float = 1.0):
         super().__init__()
+        # imported here: torchvision.models imports every model family (seconds), for one class
+        from torchvision.models.mobilenetv2 import MobileNetV2
         setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
                    [6, 320, 1, 1]]
         if image_size < 64:

@@ -8,19 +8,21 @@ removed: features are the global-average-pooled output (512-d, 2048-d for ResNet
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
 from ..errors import UserError
 from .registry import register_model
 
-LAYERS = {"resnet10": (BasicBlock, [1, 1, 1, 1]), "resnet18": (BasicBlock, [2, 2, 2, 2]),
-          "resnet34": (BasicBlock, [3, 4, 6, 3]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
+# block kind and layers; torchvision.models is imported when a ResNet is built (importing it loads every model
+# family: seconds on every CLI start)
+LAYERS = {"resnet10": ("basic", [1, 1, 1, 1]), "resnet18": ("basic", [2, 2, 2, 2]),
+          "resnet34": ("basic", [3, 4, 6, 3]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
 
 
 class ResNetBody(nn.Module):
     def __init__(self, depth_name: str, image_size: int, in_chans: int, stem: str = "auto"):
         super().__init__()
-        block, layers = LAYERS[depth_name]
+        from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+        kind, layers = LAYERS[depth_name]
+        block = BasicBlock if kind == "basic" else Bottleneck
         net = ResNet(block, layers, num_classes=1)
         if stem == "auto":
             stem = "cifar" if image_size < 64 else "imagenet"
