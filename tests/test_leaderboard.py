@@ -361,21 +361,23 @@ def test_nas_protocol_ranks_architectures_with_a_cached_ground_truth(tmp_path):
                                         "num_archs": 4, "pretrain": {"epochs": 1},
                                         "score": {"train_per_class": 4, "val_per_class": 3, "linear": {"steps": 5}},
                                         "ground_truth": {"epochs": 1, "batch_size": 32, "train_per_class": 6},
-                                        "gt_seeds": [0, 1]}}
+                                        # tau 1.01 is unreachable: the ground truth is trained again at 2 epochs, once
+                                        "gt_seeds": [0, 1], "min_gt_tau": 1.01, "gt_max_epochs": 2}}
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"], protocols=[nas],
                full_source=False, no_pretrain=False)
     logs = []
     rep = run_leaderboard(cfg, log=logs.append)
-    assert sum("ground truth, seed" in m for m in logs) == 2          # both ground-truth seeds trained
+    assert sum("ground truth, seed" in m for m in logs) == 4          # both ground-truth seeds, at 1 and 2 epochs
     gt_files = list((tmp_path / "lb" / "apps" / "nas").rglob("ground_truth/*/*/*.json"))
-    assert len(gt_files) == 8                                        # 4 architectures x 2 seeds, one file each
+    assert len(gt_files) == 16                                       # 4 architectures x 2 seeds x 2 lengths
     rows = rep["rows"]
     assert {r["metric"] for r in rows} == {"kendall tau", "spearman", "top-5 overlap", "regret", "speed-up"}
     tau = next(r for r in rows if r["metric"] == "kendall tau" and r["set"] == "herding")
     assert -1 <= tau["acc"] <= 1 and tau["tau_ci"][0] <= tau["acc"] <= tau["tau_ci"][1] and len(tau["scores"]) == 4
     assert {x["metric"] for x in rep["gains"]} == {"kendall tau", "spearman", "top-5 overlap", "regret"}
     md = (tmp_path / "lb" / "results.md").read_text()
-    assert "seed-to-seed Kendall tau" in md and "4 architectures" in md
+    assert "seed-to-seed Kendall tau" in md and "4 architectures" in md and "after 1 epochs: tau" in md
+    assert "trained from scratch 2 epochs" in md and "not stable enough" in md
     # the ground truth is paid once: a new leaderboard on the same cache folder trains nothing
     logs.clear()
     for f in (tmp_path / "lb" / "cells").rglob("*.json"):
