@@ -121,6 +121,8 @@ def _equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, se
             if s is None or target <= s.storage_bytes():
                 continue
             n = min(len(src), int(target // (s.storage_bytes() / len(s))))
+            if n <= len(s):             # the largest set holds no more than a baseline example's worth more
+                continue
             eq = RowSpec(method=row.method, label=base + EQUAL_BYTES, steps=row.steps, params=dict(row.params),
                          class_conditional=row.class_conditional)
             path, es = make_set(cfg, spec, src, teacher, eq, n, folder, log, deadline=deadline, seed=dseed)
