@@ -422,3 +422,7 @@ def test_a_leaderboard_stopped_at_its_time_limit_exits_3_and_the_same_command_fi
     assert not (tmp_path / "lb" / "results.md").exists()
     r = CliRunner().invoke(cli, ["leaderboard", "-c", str(conf)])
     assert r.exit_code == 0 and (tmp_path / "lb" / "results.md").exists()
+    # a method set of the baseline's own size (herding stores what random stores): no twin
+    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"], equal_bytes=True,
+               full_source=False, no_pretrain=False, output=str(tmp_path / "lb2"))
+    assert {r["set"] for r in run_leaderboard(cfg, log=lambda *_: None)["rows"]} == {"random", "herding"}
