@@ -122,7 +122,11 @@ def is_application(name: str) -> bool:
 def check_params(name: str, params: dict) -> None:
     """Refuse unknown keys of an application protocol before anything runs."""
     cls = get_application(name)
-    load_config(cls.Config, None, extra=params)
+    try:
+        load_config(cls.Config, None, extra=params)
+    except ConfigError as e:
+        raise ConfigError(f"protocol `{name}`, overrides: {e.what.replace(' (in command-line options)', '')}",
+                          fix=e.fix) from None
 
 
 __all__ = ["AppContext", "Application", "GROUP", "application_names", "check_params", "get_application",
