@@ -146,12 +146,15 @@ class NASApp(Application):
         t0 = time.time()
         scores = [ev.score(build(self.p.space, a, **self.kw), a) for a in self.archs]
         per_arch = (time.time() - t0) / len(self.archs)
-        tau = kendall_tau_b(scores, self.truth)
-        lo, hi = bootstrap_ci(kendall_tau_b, scores, self.truth, seed=seed)
+        # a proxy that scores every architecture alike ranks nothing: its correlations are 0 (scipy: undefined)
+        tied = len(set(scores)) == 1
+        tau = 0.0 if tied else kendall_tau_b(scores, self.truth)
+        rho = 0.0 if tied else spearman(scores, self.truth)
+        lo, hi = (0.0, 0.0) if tied else bootstrap_ci(kendall_tau_b, scores, self.truth, seed=seed)
         tgt = next(iter(self.ctx.targets))
-        extra = {"scores": scores, "tau_ci": [lo, hi]}
+        extra = {"scores": scores, "tau_ci": [lo, hi], "all_tied": tied}
         return [{"target": tgt, "metric": "kendall tau", "acc": tau, "percent": False, **extra},
-                {"target": tgt, "metric": "spearman", "acc": spearman(scores, self.truth), "percent": False},
+                {"target": tgt, "metric": "spearman", "acc": rho, "percent": False},
                 {"target": tgt, "metric": f"top-{self.p.top_k} overlap", "percent": False,
                  "acc": top_k_overlap(scores, self.truth, self.p.top_k)},
                 {"target": tgt, "metric": "regret", "acc": regret(scores, self.truth)},   # ground-truth % points

@@ -184,7 +184,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                      "lower_better": r.get("metric") in app.lower_better,
                      "info": r.get("metric") in app.info_metrics, "percent": r.get("percent", True)} for r in res]
             write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
-            vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows)
+            vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows) or "not run by this application"
             sseed = "" if dseed is None else f"set seed {dseed}, "
             log(f"  [{p.name}] {label} {sseed}seed {seed}: {vals} ({time.time() - t:.0f}s)")
             out_rows.extend(rows)
