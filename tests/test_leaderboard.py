@@ -305,6 +305,7 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
     assert herd["family"] == 2 and herd["p_adj"] >= herd["p"]
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "protocol `kd`" in md and "Data-free KD" in md and "| herding | best real |" in md
+    assert "kd convnet-d2-w8-bn: smallest detectable gain over the best real-image baseline" in md
     # a second run reuses every cell and the KD teacher
     assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 6 + 4
     again = run_leaderboard(cfg, log=lambda m: (_ for _ in ()).throw(AssertionError(m)) if "train the" in m else None)

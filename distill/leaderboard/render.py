@@ -71,6 +71,15 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             if hsub:
                 md.append("")
             gsub = [x for x in g if x["protocol"] == p.name and f"{x['source']} N={x['budget']}" == group]
+            if not hsub and any(x.get("best_real") for x in gsub):
+                # an application has no full-source ceiling: state what each column can resolve
+                for t, m in cols:
+                    dets = sorted(x["detectable"] for x in gsub if (x["target"], x["metric"]) == (t, m)
+                                  and x.get("detectable") is not None)
+                    if dets:
+                        md.append(f"- {t} {m}: smallest detectable gain over the best real-image baseline "
+                                  f"{dets[len(dets) // 2]:.2f} (median of {len(dets)} comparisons)")
+                md.append("")
             if gsub:
                 md.append("| set | vs | " + " | ".join(f"{t} {m}" for t, m in cols) + " |")
                 md.append("|---|---|" + "---|" * len(cols))
