@@ -37,7 +37,7 @@ run() {   # name, then extra arguments of ssdd leaderboard
 }
 
 run cpu --summary README.md
-run apps_cifar10_cpu
+run apps_cifar10_cpu --summary README.md
 run cpu_cifar100_mkdt
 if [ ! -f runs/cifar10/supervised_cpu.safetensors ]; then
     $BIN/python scripts/train_classifier.py --dataset cifar10 --root "$DATA" --arch convnet-32-64-128-bn \
