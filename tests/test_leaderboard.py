@@ -54,6 +54,7 @@ def test_small_leaderboard_runs_and_reuses_finished_cells(tmp_path, monkeypatch)
     assert {(g["set"], g["baseline"]) for g in rep["gains"]} == {("herding", "random"), ("herding", "random_labelled")}
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "protocol `mkdt`" in md and "| herding | random |" in md and "k-NN" in md
+    assert "evaluating 5 cells" in md                              # compute summed over both sittings
     assert "50 test images only" in md and "standard error" in md   # test_per_class is flagged
     assert (tmp_path / "lb" / "leaderboard.png").stat().st_size > 0
     summ = rep["summary"]            # the compact table: a mean and a verdict mark per baseline

@@ -170,7 +170,9 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             file = (out / "cells" / p.name /
                     f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json")
             if file.exists():
-                out_rows.extend(json.loads(file.read_text())["rows"])
+                done = json.loads(file.read_text())
+                group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
+                out_rows.extend(done["rows"])
                 continue
             t = time.time()
             try:
@@ -184,6 +186,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                      "lower_better": r.get("metric") in app.lower_better,
                      "info": r.get("metric") in app.info_metrics, "percent": r.get("percent", True)} for r in res]
             write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
+            group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
             vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows) or "not run by this application"
             sseed = "" if dseed is None else f"set seed {dseed}, "
             log(f"  [{p.name}] {label} {sseed}seed {seed}: {vals} ({time.time() - t:.0f}s)")
@@ -206,14 +209,17 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     dpart = "" if set_seed is None else f"-d{set_seed}"
     file = out / "cells" / p.name / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
     if file.exists():
-        return json.loads(file.read_text())["rows"]
+        done = json.loads(file.read_text())
+        group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
+        return done["rows"]
     t = time.time()
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
-    info_keys = ("teacher", "experts", "classifier", "tests", "apps", "own_memory")
+    info_keys = ("teacher", "experts", "classifier", "tests", "apps", "own_memory", "cell_seconds")
     rows = [{**r, **{k: v for k, v in group.items() if k not in info_keys},
              "protocol": p.name,
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
+    group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
     sseed = "" if set_seed is None else f"set seed {set_seed}, "
     log(f"  [{p.name}] {label} {sseed}seed {seed}: {accs} ({time.time() - t:.0f}s)")

@@ -33,6 +33,14 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
               f"\"det.\" is the smallest true gain that comparison would detect with 80 % power at Holm's strictest "
               f"level (alpha / comparisons), given its observed spread.\n")
     for group, gi in info.items():
+        cells_s = gi.get("cell_seconds") or []
+        dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for r in gi.get("rows", {}).values())
+        if cells_s:
+            md.append(f"Compute for {group}, summed over every sitting (what a rerun from scratch costs on this "
+                      f"machine): making the sets {dist_s / 60:.0f} min, evaluating {len(cells_s)} cells "
+                      f"{sum(cells_s) / 60:.0f} min" + (" (experts and classifiers: in their lines below)"
+                                                       if gi.get("experts") or gi.get("classifier") else "") + ".\n")
+    for group, gi in info.items():
         for p in cfg.protocols:
             sub = [a for a in agg if a["protocol"] == p.name and f"{a['source']} N={a['budget']}" == group]
             if not sub:
