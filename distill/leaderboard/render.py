@@ -37,8 +37,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
         dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for r in gi.get("rows", {}).values())
         if cells_s:
             md.append(f"Compute for {group}, summed over every sitting (what a rerun from scratch costs on this "
-                      f"machine): making the sets {dist_s / 60:.0f} min, evaluating {len(cells_s)} cells "
-                      f"{sum(cells_s) / 60:.0f} min" + (" (experts and classifiers: in their lines below)"
+                      f"machine): making the sets {_duration(dist_s)}, evaluating {len(cells_s)} cells "
+                      f"{_duration(sum(cells_s))}" + (" (experts and classifiers: in their lines below)"
                                                        if gi.get("experts") or gi.get("classifier") else "") + ".\n")
     for group, gi in info.items():
         for p in cfg.protocols:
@@ -103,7 +103,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                 md.append("")
     text = "\n".join(md) + "\n"
     summary = summary_markdown(cfg, agg, g)
-    plot = _plot(cfg, agg, out / "leaderboard.png")
+    real = {(r["protocol"], r["set"]) for r in rows if r.get("real")}
+    plot = _plot(cfg, agg, out / "leaderboard.png", not_percent, real)
     paths = {"md": write_text(out / "results.md", f"# Leaderboard {cfg.name}\n\n" + text + f"\n![plot]({plot.name})\n"),
              "json": write_json(out / "results.json", {"rows": rows, "aggregate": agg, "gains": g, "headroom": room,
                                                       "info": info,
@@ -112,6 +113,10 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "headroom": room, "aggregate": agg,
             "paths": paths,
             "seconds": seconds}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def test_note(tests: dict, sub: list[dict]) -> str:
@@ -178,19 +183,29 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
     return "\n".join(out)
 
 
-def _plot(cfg, agg, path: Path) -> Path:
+def _plot(cfg, agg, path: Path, not_percent: set | frozenset = frozenset(), real: set | frozenset = frozenset()) -> Path:
+    """One bar panel per (protocol, source, budget, target, metric), at most four to a row; baselines and
+    real-image references grey, methods blue; a rank or cost metric is labelled by its name, not as accuracy."""
+    import math
+
     from ..viz import matplotlib_pyplot, save_figure
     plt = matplotlib_pyplot()
     panels = list(dict.fromkeys((a["protocol"], a["source"], a["budget"], a["target"], a["metric"]) for a in agg))
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], panels):
+    cols = min(4, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 4.0 * rows), squeeze=False)
+    bases = set(all_baselines(cfg))
+    for ax, key in zip(axes.flat, panels):
         sub = [a for a in agg if (a["protocol"], a["source"], a["budget"], a["target"], a["metric"]) == key]
         ax.bar(range(len(sub)), [a["mean"] for a in sub], yerr=[a["std"] for a in sub], capsize=3,
-               color=["tab:gray" if a["set"] in all_baselines(cfg) else "tab:blue" for a in sub])
+               color=["tab:gray" if a["set"] in bases or (key[0], a["set"]) in real else "tab:blue" for a in sub])
         ax.set_xticks(range(len(sub)), [a["set"] for a in sub], rotation=60, ha="right", fontsize=7)
         ax.set_title(f"{key[0]}: {key[1]} N={key[2]} -> {key[3]} {key[4]}", fontsize=8)
-        ax.set_ylabel("test top-1 (%)")
+        ax.set_ylabel(key[4] if (key[0], key[4]) in not_percent else
+                      ("points" if "forgetting" in key[4] or key[4] == "regret" else "test top-1 (%)"))
         ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
 
