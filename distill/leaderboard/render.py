@@ -155,6 +155,8 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
     base_short.update({b + EQUAL_BYTES: k + "=B" for b, k in list(base_short.items()) if b + EQUAL_BYTES in all_baselines(cfg)})
     if any(x.get("best_real") for x in g):
         base_short["best real"] = "br"
+    used = {"best real" if x.get("best_real") else x["baseline"] for x in g}
+    base_short = {b: k for b, k in base_short.items() if b in used or b in cfg.baselines}
     out = []
     for src, n in dict.fromkeys((a["source"], a["budget"]) for a in agg):
         sub = [a for a in agg if (a["source"], a["budget"]) == (src, n)]
