@@ -60,6 +60,13 @@ def test_rank_statistics_against_closed_forms():
     assert lo < t < hi and hi - lo > 0.05
 
 
+def test_a_proxy_that_ties_every_architecture_ranks_nothing():
+    from applications.nas.bench import correlations
+    assert correlations([5.0, 5.0, 5.0], [1.0, 2.0, 3.0]) == (0.0, 0.0, (0.0, 0.0), True)
+    tau, rho, (lo, hi), tied = correlations([1.0, 3.0, 2.0, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert not tied and tau == pytest.approx(2 / 3) and rho == pytest.approx(0.8) and lo <= tau <= hi
+
+
 @pytest.fixture(scope="module")
 def nas_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("nas")

@@ -61,6 +61,16 @@ class NASBenchConfig:
     top_k: int = 5
 
 
+def correlations(scores: list[float], truth: list[float], seed: int = 0):
+    """(Kendall tau-b, Spearman rho, 95 % bootstrap interval of tau, all scores tied) of a proxy's scores
+    against the ground truth. A proxy that scores every architecture alike ranks nothing: its correlations
+    are 0, where scipy's are undefined (nan, which would poison a table's means)."""
+    if len(set(scores)) == 1:
+        return 0.0, 0.0, (0.0, 0.0), True
+    return (kendall_tau_b(scores, truth), spearman(scores, truth),
+            bootstrap_ci(kendall_tau_b, scores, truth, seed=seed), False)
+
+
 class NASApp(Application):
     name = "nas"
     Config = NASBenchConfig
@@ -146,11 +156,7 @@ class NASApp(Application):
         t0 = time.time()
         scores = [ev.score(build(self.p.space, a, **self.kw), a) for a in self.archs]
         per_arch = (time.time() - t0) / len(self.archs)
-        # a proxy that scores every architecture alike ranks nothing: its correlations are 0 (scipy: undefined)
-        tied = len(set(scores)) == 1
-        tau = 0.0 if tied else kendall_tau_b(scores, self.truth)
-        rho = 0.0 if tied else spearman(scores, self.truth)
-        lo, hi = (0.0, 0.0) if tied else bootstrap_ci(kendall_tau_b, scores, self.truth, seed=seed)
+        tau, rho, (lo, hi), tied = correlations(scores, self.truth, seed)
         tgt = next(iter(self.ctx.targets))
         extra = {"scores": scores, "tau_ci": [lo, hi], "all_tied": tied}
         return [{"target": tgt, "metric": "kendall tau", "acc": tau, "percent": False, **extra},
