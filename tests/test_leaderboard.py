@@ -320,6 +320,8 @@ def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications
     assert "krrst" in e.value.fix and "kd" in e.value.fix and "transfer" in e.value.fix
     with pytest.raises(ConfigError, match="studentz"):
         _cfg(tmp_path, protocols=[{"name": "kd", "overrides": {"studentz": ["x"]}}])
+    with pytest.raises(ConfigError, match=r"protocol `kd`, overrides: unknown teacher key\(s\) \['iteration'\]"):
+        _cfg(tmp_path, protocols=[{"name": "kd", "overrides": {"teacher": {"iteration": 3}}}])
 
 
 def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path):

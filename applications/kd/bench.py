@@ -18,6 +18,8 @@ same count). A cell is one set x evaluation seed, every target and student; the 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,10 @@ from typing import Any
 import torch
 
 from distill.classifier import Classifier
+from distill.config import to_dict
 from distill.engine import accuracy, seed_everything
 from distill.engine.safefile import read_header
+from distill.errors import ConfigError
 from distill.evaluate import train_classifier
 from distill.leaderboard.apps import Application
 from distill.models import create_model
@@ -34,6 +38,7 @@ from distill.models import create_model
 from .run import KDConfig, kd_train, noise_images
 
 NOISE = "noise"
+TEACHER_KEYS = ("arch", "iterations", "lr", "batch_size", "file")
 
 
 @dataclass
@@ -48,6 +53,11 @@ class KDBenchConfig:
     dsa: str = "color_crop_cutout_flip_scale_rotate"   # "" for no augmentation
     noise: bool = True                   # the Gaussian-noise reference row
 
+    def validate(self):
+        bad = sorted(set(self.teacher) - set(TEACHER_KEYS))
+        if bad:
+            raise ConfigError(f"unknown teacher key(s) {bad}", fix=f"use {list(TEACHER_KEYS)}")
+
 
 class KDApp(Application):
     name = "kd"
@@ -57,8 +67,10 @@ class KDApp(Application):
         if self.p.teacher.get("file"):
             return Path(self.p.teacher["file"])
         t = self.p.teacher
-        tag = f"{t.get('arch', 'convnet')}-i{t.get('iterations', 2000)}-lr{t.get('lr', 0.05)}-b{t.get('batch_size', 128)}"
-        return self.ctx.folder / f"teacher-{target}-{tag}.safetensors"
+        # keyed by its settings and by the target's config (its training images)
+        tcfg = to_dict(self.ctx.targets[target][2])
+        digest = hashlib.sha256(json.dumps([t, tcfg], sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return self.ctx.folder / f"teacher-{target}-{t.get('arch', 'convnet-32-64-128-bn')}-{digest}.safetensors"
 
     def prepare(self) -> str:
         self.teachers, parts = {}, []
