@@ -62,18 +62,19 @@ class ContinualBenchConfig:
     # were sized for one distillation of the whole source, not one per experience
     distill_steps: int | None = None
 
+    def validate(self):
+        bad = [m for m in self.modes if m not in MODES] + [r for r in self.references if r not in REFERENCES]
+        if bad:
+            raise ConfigError(f"unknown mode(s) / reference(s) {bad}",
+                              fix=f"modes: {list(MODES)}; references: {list(REFERENCES)}")
+        if not self.modes:
+            raise ConfigError("continual needs at least one mode", fix=f"modes: {list(MODES)}")
+
 
 class ContinualApp(Application):
     name = "continual"
     Config = ContinualBenchConfig
     uses_sets = False
-
-    def __init__(self, ctx, params):
-        super().__init__(ctx, params)
-        bad = [m for m in self.p.modes if m not in MODES] + [r for r in self.p.references if r not in REFERENCES]
-        if bad:
-            raise ConfigError(f"continual: unknown mode(s) / reference(s) {bad}",
-                              fix=f"modes: {list(MODES)}; references: {list(REFERENCES)}")
 
     @property
     def lower_better(self):
