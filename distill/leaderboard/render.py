@@ -165,7 +165,9 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
         verdicts = {(x["set"], "best real" if x.get("best_real") else x["baseline"], x["protocol"], x["target"],
                      x["metric"]): _MARK.get(x["verdict"], "?")
                     for x in g if (x["source"], x["budget"]) == (src, n)}
-        out.append(f"**{src}, N = {n}** (test top-1 %, mean of {len(cfg.seeds)} seeds; after each number its paired "
+        seeds = (f"{len(cfg.distill_seeds)} distillation seeds x {len(cfg.seeds)} evaluation seed(s)"
+                 if len(cfg.distill_seeds) > 1 else f"{len(cfg.seeds)} seeds")
+        out.append(f"**{src}, N = {n}** (test top-1 %, mean of {seeds}; after each number its paired "
                    "verdict against " + ", ".join(f"`{b}` ({k})" for b, k in base_short.items())
                    + ": + beats, − loses, = within noise, Holm-adjusted p < " + f"{cfg.alpha})\n")
         head = ["set"] + [f"{p} {t} {m}" for p, t, m in cols]
