@@ -320,13 +320,18 @@ def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications
     assert "krrst" in e.value.fix and "kd" in e.value.fix and "transfer" in e.value.fix
     with pytest.raises(ConfigError, match="studentz"):
         _cfg(tmp_path, protocols=[{"name": "kd", "overrides": {"studentz": ["x"]}}])
+    with pytest.raises(ConfigError, match="memory_per_clas"):       # continual's run keys are ContinualConfig's
+        _cfg(tmp_path, protocols=[{"name": "continual", "overrides": {"run": {"memory_per_clas": 2}}}])
+    with pytest.raises(ConfigError, match="set by the leaderboard"):
+        _cfg(tmp_path, protocols=[{"name": "continual", "overrides": {"run": {"seeds": [0]}}}])
     with pytest.raises(ConfigError, match=r"protocol `kd`, overrides: unknown teacher key\(s\) \['iteration'\]"):
         _cfg(tmp_path, protocols=[{"name": "kd", "overrides": {"teacher": {"iteration": 3}}}])
 
 
 def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path):
-    cont = {"name": "continual", "overrides": {"modes": ["experience"], "arch": "convnet-d2-w8-bn", "batch_size": 16,
-                                               "memory_per_class": 2, "train_per_class": 6, "test_per_class": 4}}
+    cont = {"name": "continual", "overrides": {"modes": ["experience"],
+                                               "run": {"arch": "convnet-d2-w8-bn", "batch_size": 16, "memory_per_class": 2,
+                                                       "train_per_class": 6, "test_per_class": 4}}}
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st", "steps": 2,
                                                                                     "params": {"pool_size": 1}},
                                 {"method": "mkdt"}],

@@ -27,8 +27,11 @@ Metrics: ``<mode> final acc`` (average accuracy over all experiences at the end)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
+from distill.config import load_config
 from distill.errors import ConfigError
 from distill.leaderboard.apps import Application
 from distill.methods import get_method
@@ -42,21 +45,17 @@ LABELS = {"reservoir": "reservoir (real)", "class_balanced": "class-balanced (re
 MODES = {"experience": "ER", "retrain": "retrain"}
 
 
+#: ContinualConfig keys the protocol sets itself (from the rows, the references and the leaderboard)
+OWN_KEYS = ("buffers", "distill", "seeds", "device", "output")
+
+
 @dataclass
 class ContinualBenchConfig:
-    benchmark: str = ""                  # empty: the leaderboard's first target
-    root: str | None = None              # empty: that target's root
-    n_experiences: int | None = None     # default: 5 (CIFAR-10, sample), 10 (CIFAR-100)
-    train_per_class: int | None = None   # default: the target's train_per_class
-    test_per_class: int | None = None    # default: the target's (the whole test split)
     modes: list[str] = field(default_factory=lambda: ["experience", "retrain"])
     references: list[str] = field(default_factory=lambda: list(REFERENCES))
-    arch: str = "convnet-32-64-128-bn"
-    epochs: int = 1
-    batch_size: int = 64
-    lr: float = 0.01
-    memory_per_class: int = 20
-    retrain_epochs: int = 50
+    # keys of `ssdd continual`'s ContinualConfig (arch, epochs, batch_size, lr, memory_per_class, ...; its
+    # defaults); benchmark, root, train_per_class and test_per_class default to the leaderboard's first target
+    run: dict[str, Any] = field(default_factory=dict)
     storage_dtype: str = "uint8"
     # steps of each per-experience distillation (methods that take steps); null: the row's own steps, which
     # were sized for one distillation of the whole source, not one per experience
@@ -69,6 +68,11 @@ class ContinualBenchConfig:
                               fix=f"modes: {list(MODES)}; references: {list(REFERENCES)}")
         if not self.modes:
             raise ConfigError("continual needs at least one mode", fix=f"modes: {list(MODES)}")
+        own = sorted(set(self.run) & set(OWN_KEYS))
+        if own:
+            raise ConfigError(f"run: {own} are set by the leaderboard (rows, references, seeds, device)",
+                              fix="leave them out of run:")
+        load_config(ContinualConfig, None, extra=self.run)      # unknown keys and types, named
 
 
 class ContinualApp(Application):
@@ -80,14 +84,12 @@ class ContinualApp(Application):
     def lower_better(self):
         return tuple(f"{MODES[m]} forgetting" for m in self.p.modes)
 
-    def _config(self, **kw) -> ContinualConfig:
-        name, (_, _, t) = next(iter(self.ctx.targets.items()))
-        p = self.p
-        return ContinualConfig(benchmark=p.benchmark or t.name, root=p.root or t.root, n_experiences=p.n_experiences,
-                               train_per_class=p.train_per_class or t.train_per_class,
-                               test_per_class=p.test_per_class or t.test_per_class, arch=p.arch, epochs=p.epochs,
-                               batch_size=p.batch_size, lr=p.lr, memory_per_class=p.memory_per_class,
-                               retrain_epochs=p.retrain_epochs, device=self.ctx.cfg.device, **kw)
+    def _config(self, distill: DistillSpec | None = None) -> ContinualConfig:
+        _, (_, _, t) = next(iter(self.ctx.targets.items()))
+        target = {"benchmark": t.name, "root": t.root, "train_per_class": t.train_per_class,
+                  "test_per_class": t.test_per_class}
+        c = load_config(ContinualConfig, None, extra={**target, **self.p.run, "device": self.ctx.cfg.device})
+        return dataclasses.replace(c, distill=distill) if distill is not None else c
 
     def prepare(self) -> str:
         c = self._config()
