@@ -141,6 +141,22 @@ def test_scdd_rows_and_protocol_get_the_sources_classifier(tmp_path):
     assert "SC-DD classifier" in (tmp_path / "lb" / "results.md").read_text()
 
 
+def test_a_protocol_listed_twice_needs_a_label_and_then_gets_its_own_table_and_cells(tmp_path):
+    """The same protocol at two settings (e.g. SC-DD's relabel at 50 and 200 epochs) over the same sets."""
+    mk = {"name": "mkdt", "overrides": {"pretrain": {"epochs": 1}, "linear": {"steps": 5}}}
+    from distill.errors import ConfigError
+    with pytest.raises(ConfigError, match="listed twice"):
+        _cfg(tmp_path, protocols=[mk, mk])
+    cfg = _cfg(tmp_path, rows=[{"method": "random"}], baselines=["random"], full_source=False, no_pretrain=False,
+               protocols=[mk, {**mk, "overrides": {"pretrain": {"epochs": 3}, "linear": {"steps": 5}},
+                                "label": "mkdt e3"}])
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    assert {r["protocol"] for r in rep["rows"]} == {"mkdt", "mkdt e3"}
+    assert {d.name for d in (tmp_path / "lb" / "cells").iterdir()} == {"mkdt", "mkdt e3"}
+    md = (tmp_path / "lb" / "results.md").read_text()
+    assert "protocol `mkdt`" in md and "protocol `mkdt e3`" in md
+
+
 def _rows(label_values: dict, metric="linear"):
     """Leaderboard rows (one protocol / source / target) from {label: [acc per evaluation seed]}."""
     return [{"protocol": "krrst", "source": "s", "budget": 10, "target": "t", "metric": metric, "set": label,

@@ -150,9 +150,9 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     """An application over every set of equal bytes (the rows; not the full source or no pre-training) and its
     own references, each evaluation seed: one cell file each, reused when it exists."""
     app = get_application(p.name)(ctx, p.overrides)
-    group.setdefault("apps", {})[p.name] = app.prepare()
+    group.setdefault("apps", {})[p.title] = app.prepare()
     if not app.uses_sets:
-        group.setdefault("own_memory", []).append(p.name)
+        group.setdefault("own_memory", []).append(p.title)
     rows_by_label = {row_label(r): r for r in cfg.all_rows()}
     bases = all_baselines(cfg)
     todo = [(label, dseed, path, s, label in bases) for (label, dseed), (path, s, extra) in sets.items()
@@ -167,7 +167,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             _left(deadline)
             key = _digest([base_key, set_id, label, group["source"], group["budget"], seed])
             dpart = "" if dseed is None else f"-d{dseed}"
-            file = (out / "cells" / p.name /
+            file = (out / "cells" / p.title /
                     f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json")
             if file.exists():
                 done = json.loads(file.read_text())
@@ -178,10 +178,10 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             try:
                 res = app.cell(label, s, seed, dseed, rows_by_label.get(label))
             except UserError as e:      # say which cell: the message alone names a method's internals
-                raise type(e)(f"protocol `{p.name}`, row `{label}`, set seed {dseed}, seed {seed}: {e.what}",
+                raise type(e)(f"protocol `{p.title}`, row `{label}`, set seed {dseed}, seed {seed}: {e.what}",
                               fix=e.fix) from None
             rows = [{**r, "set": label, "seed": seed, "source": group["source"], "budget": group["budget"],
-                     "protocol": p.name, "method": getattr(rows_by_label.get(label), "method", None),
+                     "protocol": p.title, "method": getattr(rows_by_label.get(label), "method", None),
                      "set_seed": dseed, "application": True, "real": bool(real),
                      "lower_better": r.get("metric") in app.lower_better,
                      "info": r.get("metric") in app.info_metrics, "percent": r.get("percent", True)} for r in res]
@@ -189,7 +189,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
             vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows) or "not run by this application"
             sseed = "" if dseed is None else f"set seed {dseed}, "
-            log(f"  [{p.name}] {label} {sseed}seed {seed}: {vals} ({time.time() - t:.0f}s)")
+            log(f"  [{p.title}] {label} {sseed}seed {seed}: {vals} ({time.time() - t:.0f}s)")
             out_rows.extend(rows)
     return out_rows
 
@@ -207,7 +207,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
     key = _digest([to_dict(ecfg), set_id, label, group["source"], group["budget"]])
     dpart = "" if set_seed is None else f"-d{set_seed}"
-    file = out / "cells" / p.name / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
+    file = out / "cells" / p.title / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
     if file.exists():
         done = json.loads(file.read_text())
         group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
@@ -216,13 +216,13 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
     info_keys = ("teacher", "experts", "classifier", "tests", "apps", "own_memory", "cell_seconds")
     rows = [{**r, **{k: v for k, v in group.items() if k not in info_keys},
-             "protocol": p.name,
+             "protocol": p.title,
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
     group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
     sseed = "" if set_seed is None else f"set seed {set_seed}, "
-    log(f"  [{p.name}] {label} {sseed}seed {seed}: {accs} ({time.time() - t:.0f}s)")
+    log(f"  [{p.title}] {label} {sseed}seed {seed}: {accs} ({time.time() - t:.0f}s)")
     return rows
 
 

@@ -49,6 +49,12 @@ class ProtocolSpec:
     name: str = "krrst"
     # evaluation protocol: EvalConfig keys on top of its preset; application: the keys of its Config
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the same protocol twice with other overrides needs a label for its tables and cells (e.g. "scdd e200")
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
 
 @dataclasses.dataclass
@@ -100,6 +106,10 @@ class LeaderboardConfig:
         missing = [b for b in self.baselines if b not in labels]
         if missing:
             raise ConfigError(f"baselines {missing} are not rows", fix=f"rows are: {', '.join(labels)}")
+        titles = [p.title for p in self.protocols]
+        twice = sorted({t for t in titles if titles.count(t) > 1})
+        if twice:
+            raise ConfigError(f"protocols {twice} are listed twice", fix="give the second a distinct `label:`")
         for p in self.protocols:
             if is_application(p.name):
                 check_params(p.name, p.overrides)

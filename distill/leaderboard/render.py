@@ -42,23 +42,23 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                                                        if gi.get("experts") or gi.get("classifier") else "") + ".\n")
     for group, gi in info.items():
         for p in cfg.protocols:
-            sub = [a for a in agg if a["protocol"] == p.name and f"{a['source']} N={a['budget']}" == group]
+            sub = [a for a in agg if a["protocol"] == p.title and f"{a['source']} N={a['budget']}" == group]
             if not sub:
                 continue
             cols = list(dict.fromkeys((a["target"], a["metric"]) for a in sub))
             labels = list(dict.fromkeys(a["set"] for a in sub))
             cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
-            md.append(f"#### {group}, protocol `{p.name}`\n")
+            md.append(f"#### {group}, protocol `{p.title}`\n")
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
                       + (f"; {gi['experts']}" if gi.get("experts") else "")
                       + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
-            if gi.get("apps", {}).get(p.name):
-                md.append(gi["apps"][p.name] + "\n")
-            pct = [a for a in sub if (p.name, a["metric"]) not in not_percent]
+            if gi.get("apps", {}).get(p.title):
+                md.append(gi["apps"][p.title] + "\n")
+            pct = [a for a in sub if (p.title, a["metric"]) not in not_percent]
             if pct:            # (a rank correlation or a speed-up has no binomial test error)
                 md.append(test_note(gi.get("tests", {}), pct))
             # an application that does not use the sets (continual distils per experience) has no such columns
-            own = p.name in gi.get("own_memory", ())
+            own = p.title in gi.get("own_memory", ())
             head = ["set"] + [f"{t} {m}" for t, m in cols] + ([] if own else ["distill time", "storage (images)"])
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for label in labels:
@@ -68,7 +68,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                 store = f"{r['image_equivalents']:.1f}" if r.get("image_equivalents") is not None else "–"
                 lines.append("| " + " | ".join([label] + vals + ([] if own else [secs, store])) + " |")
             md.append("\n".join(lines) + "\n")
-            hsub = [h for h in room if h["protocol"] == p.name and f"{h['source']} N={h['budget']}" == group]
+            hsub = [h for h in room if h["protocol"] == p.title and f"{h['source']} N={h['budget']}" == group]
             for h in hsub:
                 ci = f" [{h['ci'][0]:+.2f}, {h['ci'][1]:+.2f}]" if h["ci"] else ""
                 det = "–" if h["detectable"] is None else f"{h['detectable']:.2f}"
@@ -78,7 +78,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                              f"; **this setting cannot separate methods closer than {det} points**"))
             if hsub:
                 md.append("")
-            gsub = [x for x in g if x["protocol"] == p.name and f"{x['source']} N={x['budget']}" == group]
+            gsub = [x for x in g if x["protocol"] == p.title and f"{x['source']} N={x['budget']}" == group]
             if not hsub and any(x.get("best_real") for x in gsub):
                 # an application has no full-source ceiling: state what each column can resolve
                 for t, m in cols:
