@@ -145,3 +145,19 @@ def test_local_training_service_runs_trials_in_parallel_processes(nas_files, mon
     for t in trials:
         net = build("convnet", t["arch"], image_size=32, in_chans=3, **cfg.space_args)
         assert ev.score(net, t["arch"]) == pytest.approx(t["score"])
+
+
+def test_a_capped_ground_truth_trains_every_seed_on_the_same_images(nas_files):
+    """The seed-to-seed spread of the ground truth is the training's: seeds 0 and 1 fit the same capped
+    subset (drawn by ``subset_seed``), and another subset_seed draws other images."""
+    from applications.nas.evaluator import GroundTruth, load_target
+    d, npz = nas_files
+
+    def train_of(seed, subset_seed=0):
+        cfg = _cfg(d, npz, seed=seed, ground_truth=GroundTruthConfig(epochs=1, train_per_class=5,
+                                                                     subset_seed=subset_seed, cache_dir=str(d / "gt")))
+        train, test = load_target(cfg, 32, 3)
+        return GroundTruth(cfg, train, test).train.images
+
+    a, b, c = train_of(0), train_of(1), train_of(0, subset_seed=1)
+    assert len(a) == 50 and torch.equal(a, b) and not torch.equal(a, c)

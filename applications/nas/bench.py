@@ -126,6 +126,8 @@ class NASApp(Application):
             per_seed, secs, n_train = self._ground_truth(epochs)
             tau = self._seed_tau(per_seed)
             history.append((epochs, tau))
+            if tau is not None:
+                self.ctx.log(f"  [nas] ground truth at {epochs} epochs: seed-to-seed Kendall tau {tau:.3f}")
             if tau is None or tau >= self.p.min_gt_tau or not self.p.gt_max_epochs or 2 * epochs > self.p.gt_max_epochs:
                 break
             epochs *= 2

@@ -43,6 +43,8 @@ class GroundTruthConfig:
     weight_decay: float = 5e-4
     augment: bool = True
     train_per_class: int | None = None    # cap the training split (None: all of it)
+    subset_seed: int = 0                  # draws that capped split: the same images for every seed, so that the
+                                          # seed-to-seed spread is the training's, not the data's
     cache_dir: str = "runs/nas_ground_truth"
 
 

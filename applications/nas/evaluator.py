@@ -84,7 +84,7 @@ class GroundTruth:
         self.cfg = cfg
         gt = cfg.ground_truth
         if gt.train_per_class:
-            train = train.subset(label_subset(train.labels.cpu(), per_class=gt.train_per_class, seed=cfg.seed))
+            train = train.subset(label_subset(train.labels.cpu(), per_class=gt.train_per_class, seed=gt.subset_seed))
         self.train, self.test = train, test
         digest = _gt_hash(cfg.space, cfg.space_args, cfg.target.name, gt, cfg.seed)
         self.folder = Path(gt.cache_dir) / f"{cfg.space}-{cfg.target.name}-{digest}"
