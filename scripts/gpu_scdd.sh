@@ -21,8 +21,8 @@ LB="reports/leaderboard_scdd_cifar100_gpu"
 T ${BENCH_T:-90} $PY scripts/bench_scdd.py --device $DEV --iters $ITERS --warmup 2 --scales ${SCALES:-all} --json "$OUT/bench_scdd.jsonl"
 # 2. quality: IPC 10 then IPC 1, 3 seeds, ResNet-18 students (cells are written as they finish)
 T $LB_T $PY -m distill leaderboard -c configs/leaderboard/scdd_cifar100_gpu.yaml "$SRC" "$TGT" "$CLF" \
-  "rows.0.steps=$STEPS" "protocols=[{name: scdd, overrides: {relabel: {epochs: $EPOCHS}}}]" "seeds=$SEEDS" \
-  "output=$LB" "arch=${ARCH:-resnet18}"
+  "rows.0.steps=$STEPS" "protocols=[{name: scdd, overrides: {relabel: {epochs: $EPOCHS}}}]" \
+  "distill_seeds=$SEEDS" "seeds=[0]" "output=$LB" "arch=${ARCH:-resnet18}"
 tar czf "$OUT/lb.tgz" --exclude='*.safetensors' "$LB" 2>/dev/null
 tar czf "$OUT/sets.tgz" $(find "$LB/sets" -name 'scdd.safetensors') 2>/dev/null
 # 3. MKDT iteration at a paper-like size (1000 images, D 512, 40 steps x 256), ours vs the reference
