@@ -242,6 +242,18 @@ def test_the_provenance_check_fails_after_a_config_edit_and_passes_after_regener
     conf.write_text(conf.read_text() + "sets_dir: elsewhere\n")
     r = check()
     assert r.exit_code == 1 and "sets_dir ('<absent>' -> 'elsewhere')" in r.output
+    # the same inside a list item: a protocol recorded before `label` existed
+    conf.write_text(conf.read_text().replace("sets_dir: elsewhere\n", "") + "protocols: [{name: mkdt}]\n")
+    regenerate()
+    text = doc.read_text()
+    rec = json.loads(re.search(r"<!-- provenance (\{.*\}) -->", text).group(1))
+    del rec["config"]["protocols"][0]["label"]
+    doc.write_text(text.replace(re.search(r"<!-- provenance (\{.*\}) -->", text).group(1),
+                                json.dumps(rec, separators=(",", ":"))))
+    assert check().exit_code == 0
+    conf.write_text(conf.read_text().replace("{name: mkdt}", "{name: mkdt, label: other}"))
+    r = check()
+    assert r.exit_code == 1 and "protocols" in r.output
 
 
 @pytest.mark.slow

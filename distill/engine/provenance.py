@@ -100,7 +100,8 @@ def stale_blocks(doc: str | Path, loaders: dict[str, Callable[[str | None, list[
         if isinstance(now, tuple):      # (resolved config, the schema's defaults)
             now, defaults = now
         from .stage import flatten
-        flat_defaults = flatten(defaults)
+        now = _drop_new_item_defaults(p["config"], now, defaults)
+        flat_defaults = flatten({k: v for k, v in defaults.items() if not k.endswith("[]")})
         # a key added to the schema after the block was made, at its default, changes nothing the block shows
         diff = [d for d in config_differences(p["config"], now)
                 if not (d[1] == "<absent>" and d[0] in flat_defaults and flat_defaults[d[0]] == d[2])]
@@ -109,3 +110,21 @@ def stale_blocks(doc: str | Path, loaders: dict[str, Callable[[str | None, list[
             problems.append(f"{tag}: made with another config than {p.get('config_file')} gives now: {keys}"
                             + (f" and {len(diff) - 5} more" if len(diff) > 5 else ""))
     return problems
+
+
+def _drop_new_item_defaults(old: dict, new: dict, defaults: dict) -> dict:
+    """``new`` without the keys of list items (``defaults["FIELD[]"]``: an item's defaults) that the recorded
+    item lacks and that are at their default today: a key added to a list item's schema changes nothing."""
+    out = dict(new)
+    for k, item_default in defaults.items():
+        field = k[:-2]
+        if not k.endswith("[]") or not isinstance(out.get(field), list) or not isinstance(old.get(field), list):
+            continue
+        items = []
+        for i, n in enumerate(out[field]):
+            o = old[field][i] if i < len(old[field]) else None
+            if isinstance(n, dict) and isinstance(o, dict):
+                n = {x: v for x, v in n.items() if x in o or x not in item_default or item_default[x] != v}
+            items.append(n)
+        out[field] = items
+    return out

@@ -223,7 +223,15 @@ def update_docs(doc: str | Path, name: str, markdown: str, provenance: dict | No
 def load_for_check(config_file: str | None, overrides: list[str]) -> tuple[dict, dict]:
     """The resolved config a leaderboard block's provenance is compared with (``--check-docs``), and the
     schema's defaults (a key added since, at its default, is no change)."""
+    import dataclasses
+    import typing
+
     from ..config import load_config
-    return to_dict(load_config(LeaderboardConfig, config_file, overrides)), to_dict(LeaderboardConfig())
+    defaults = to_dict(LeaderboardConfig())
+    for f, hint in typing.get_type_hints(LeaderboardConfig).items():   # list[Spec] fields: an item's defaults too
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is list and args and dataclasses.is_dataclass(args[0]):
+            defaults[f + "[]"] = to_dict(args[0]())
+    return to_dict(load_config(LeaderboardConfig, config_file, overrides)), defaults
 
 
