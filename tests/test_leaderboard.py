@@ -94,6 +94,11 @@ def test_paired_test_against_a_closed_form():
     assert mean == 2.0 and sd == 1.0 and math.isclose(p, 0.07418, abs_tol=1e-4)
     assert paired_test([1.0], [0.0])[2] is None
     assert lb.verdict(2.0, 0.07, 0.05) == "within noise" and lb.verdict(-1, 0.01, 0.05) == "**loses**"
+    # every pair differs by the same 0.6: no spread, so no t-test (it is not a "beats" at p = 0)
+    mean, sd, p = paired_test([10.6, 20.6, 30.6], [10.0, 20.0, 30.0])
+    assert math.isclose(mean, 0.6) and sd == 0.0
+    assert p is None and lb.verdict(mean, p, 0.05, n=3) == "no spread: no test"
+    assert lb.verdict(mean, None, 0.05) == "one seed: no test"
 
 
 def test_docs_block_is_replaced_not_appended_twice(tmp_path):

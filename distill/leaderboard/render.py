@@ -145,7 +145,7 @@ def gain_cell(x: dict) -> str:
     return f"{x['gain']:+.2f}{ci} p {x['p']:.3f} / Holm {x['p_adj']:.3f}, {x['verdict']}{det}"
 
 
-_MARK = {"**beats**": "+", "**loses**": "−", "within noise": "=", "one seed: no test": "?"}
+_MARK = {"**beats**": "+", "**loses**": "−", "within noise": "=", "one seed: no test": "?", "no spread: no test": "?"}
 
 
 def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> str:

@@ -41,7 +41,7 @@ def detectable_gain(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) 
     if n < 2:
         return None
     if sd == 0:
-        return 0.0
+        return None       # no spread: no power computation
     return sd * _detectable_effect(n, round(alpha, 12), power)
 
 
@@ -69,23 +69,25 @@ def _detectable_effect(n: int, alpha: float, power: float) -> float:
 
 
 def paired_test(a: list[float], b: list[float]) -> tuple[float, float, float | None]:
-    """(mean difference a - b, std of the differences, two-sided paired t-test p; None below 2 pairs)."""
+    """(mean difference a - b, std of the differences, two-sided paired t-test p; None below 2 pairs, and None
+    when every pair differs by the same amount: the t statistic is then 0/0 or infinite, which says more about
+    a pipeline that ignores the set (or a coarse test split) than about the methods)."""
     d = [x - y for x, y in zip(a, b)]
     n = len(d)
     mean = sum(d) / n
     if n < 2:
         return mean, 0.0, None
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    if sd == 0:
-        return mean, 0.0, 0.0 if mean != 0 else 1.0
+    if sd <= 1e-9 * max(1.0, abs(mean)):     # zero up to float rounding (47.23 - 46.63 is not exactly 0.6)
+        return mean, 0.0, None
     from scipy import stats
     t = mean / (sd / math.sqrt(n))
     return mean, sd, float(2 * stats.t.sf(abs(t), n - 1))
 
 
-def verdict(mean: float, p: float | None, alpha: float) -> str:
+def verdict(mean: float, p: float | None, alpha: float, n: int = 1) -> str:
     if p is None:
-        return "one seed: no test"
+        return "no spread: no test" if n > 1 else "one seed: no test"
     if p >= alpha:
         return "within noise"
     return "**beats**" if mean > 0 else "**loses**"
@@ -159,7 +161,7 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
         for x, pa in zip(fam, adj):
             x["p_adj"], x["family"] = pa, len(fam)
             x["detectable"] = detectable_gain(x["gain_std"], x["n"], cfg.alpha / len(fam))
-            x["verdict"] = verdict(x["gain"], pa, cfg.alpha)
+            x["verdict"] = verdict(x["gain"], pa, cfg.alpha, x["n"])
     return out
 
 
