@@ -202,10 +202,28 @@ def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and
     assert len(list((tmp_path / "lb" / "cells").rglob("*-d1-s1-*.json"))) == 2     # 2 rows x 1 protocol
     assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 8            # 2 rows x 2 set seeds x 2 seeds
     assert rep["gains"] and all(x["n"] == 2 for x in rep["gains"])   # paired over the 2 set seeds, eval seeds averaged
+    # each unit runs with its own seed (evaluation seed + 1000 x set seed), recorded beside the evaluation seed
+    assert {(r["set_seed"], r["seed"], r["run_seed"]) for r in rep["rows"]} == {(0, 0, 0), (0, 1, 1), (1, 0, 1000),
+                                                                               (1, 1, 1001)}
     calls = []
     monkeypatch.setattr(lb.cells, "evaluate_sets", lambda *a, **k: calls.append(1))
     run_leaderboard(cfg, log=lambda *_: None)
     assert calls == []
+
+
+def test_a_deterministic_selection_gets_its_evaluation_noise_in_every_unit(tmp_path):
+    """herding picks the same images for every distillation seed; its units still differ, because each is
+    evaluated with its own seed (else the paired test would see none of its evaluation noise)."""
+    from distill.distilled import DistilledSet
+    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"],
+               distill_seeds=[0, 1], full_source=False, no_pretrain=False)
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    sets = tmp_path / "lb" / "sets"
+    a = DistilledSet.load(next(sets.rglob("herding.safetensors")))
+    b = DistilledSet.load(next(sets.rglob("herding-d1.safetensors")))
+    assert torch.equal(a.images, b.images)                       # one selection
+    accs = {r["set_seed"]: r["acc"] for r in rep["rows"] if r["set"] == "herding"}
+    assert len(accs) == 2 and accs[0] != accs[1]                 # two evaluations
 
 
 def test_the_provenance_check_fails_after_a_config_edit_and_passes_after_regeneration(tmp_path):

@@ -115,7 +115,7 @@ class ContinualApp(Application):
     def cell(self, label, s, seed, set_seed, row) -> list[dict]:
         if row is not None and self._unfit(row.method):
             return []
-        run_seed = 1000 * (set_seed or 0) + seed
+        run_seed = seed       # the unit's seed (the leaderboard's unit_seed: evaluation seed + 1000 x set seed)
         rows = []
         for mode in self.p.modes:
             if row is not None:

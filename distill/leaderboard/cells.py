@@ -29,6 +29,14 @@ def eval_config(cfg: LeaderboardConfig, p: ProtocolSpec, seed: int) -> EvalConfi
     return load_config(EvalConfig, None, extra={**extra, **p.overrides}, preset=protocol_preset(p.name))
 
 
+def unit_seed(seed: int, set_seed: int | None) -> int:
+    """The seed an evaluation runs with: evaluation seed ``seed`` of the set made with distillation seed
+    ``set_seed`` (``seed + 1000 * set_seed``). Each paired unit gets its own model init and label draw; with one
+    seed for every set, a deterministic selection's units would be one evaluation repeated, and its evaluation
+    noise would never reach the test."""
+    return seed + 1000 * (set_seed or 0)
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -176,7 +184,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                 continue
             t = time.time()
             try:
-                res = app.cell(label, s, seed, dseed, rows_by_label.get(label))
+                res = app.cell(label, s, unit_seed(seed, dseed), dseed, rows_by_label.get(label))
             except UserError as e:      # say which cell: the message alone names a method's internals
                 raise type(e)(f"protocol `{p.title}`, row `{label}`, set seed {dseed}, seed {seed}: {e.what}",
                               fix=e.fix) from None
@@ -196,7 +204,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
 
 def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
           classifier: str | None = None, set_seed: int | None = None) -> list[dict]:
-    ecfg = eval_config(cfg, p, seed)
+    ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
     if ecfg.relabel.enabled:
         if s is None:                # nothing to train a student on
             return []
@@ -216,7 +224,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     rep = evaluate_sets({label: s}, ecfg, targets=targets, write=False, verbose=False)
     info_keys = ("teacher", "experts", "classifier", "tests", "apps", "own_memory", "cell_seconds")
     rows = [{**r, **{k: v for k, v in group.items() if k not in info_keys},
-             "protocol": p.title,
+             "protocol": p.title, "seed": seed, "run_seed": unit_seed(seed, set_seed),
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
     write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
     group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
