@@ -191,7 +191,8 @@ def test_the_headroom_sentence_appears_exactly_when_headroom_is_under_twice_the_
 def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and_evaluation_seed(tmp_path, monkeypatch):
     from distill.distilled import DistilledSet
     from distill.methods.krr_st import KRRST
-    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "krr_st", "steps": 2, "params": KRRST.tiny_params}],
+    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "krr_st", "steps": 2, "params": KRRST.tiny_params},
+                               {"method": "herding"}],
                baselines=["random"], distill_seeds=[0, 1], seeds=[0, 1], full_source=False, no_pretrain=False)
     rep = run_leaderboard(cfg, log=lambda *_: None)
     sets = tmp_path / "lb" / "sets"
@@ -199,31 +200,23 @@ def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and
         a = DistilledSet.load(next(sets.rglob(f"{name}.safetensors")))
         b = DistilledSet.load(next(sets.rglob(f"{name}-d1.safetensors")))
         assert not torch.equal(a.images, b.images)
-    assert len(list((tmp_path / "lb" / "cells").rglob("*-d1-s1-*.json"))) == 2     # 2 rows x 1 protocol
-    assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 8            # 2 rows x 2 set seeds x 2 seeds
+    assert len(list((tmp_path / "lb" / "cells").rglob("*-d1-s1-*.json"))) == 3     # 3 rows x 1 protocol
+    assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 12           # 3 rows x 2 set seeds x 2 seeds
     assert rep["gains"] and all(x["n"] == 2 for x in rep["gains"])   # paired over the 2 set seeds, eval seeds averaged
     # each unit runs with its own seed (evaluation seed + 1000 x set seed), recorded beside the evaluation seed
     assert {(r["set_seed"], r["seed"], r["run_seed"]) for r in rep["rows"]} == {(0, 0, 0), (0, 1, 1), (1, 0, 1000),
                                                                                (1, 1, 1001)}
+    # herding picks the same images for every distillation seed, yet its units differ: each is evaluated with its
+    # own seed (else the paired test would see none of its evaluation noise)
+    a = DistilledSet.load(next(sets.rglob("herding.safetensors")))
+    b = DistilledSet.load(next(sets.rglob("herding-d1.safetensors")))
+    assert torch.equal(a.images, b.images)
+    accs = {(r["set_seed"], r["seed"]): r["acc"] for r in rep["rows"] if r["set"] == "herding"}
+    assert accs[(0, 0)] != accs[(1, 0)]
     calls = []
     monkeypatch.setattr(lb.cells, "evaluate_sets", lambda *a, **k: calls.append(1))
     run_leaderboard(cfg, log=lambda *_: None)
     assert calls == []
-
-
-def test_a_deterministic_selection_gets_its_evaluation_noise_in_every_unit(tmp_path):
-    """herding picks the same images for every distillation seed; its units still differ, because each is
-    evaluated with its own seed (else the paired test would see none of its evaluation noise)."""
-    from distill.distilled import DistilledSet
-    cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"],
-               distill_seeds=[0, 1], full_source=False, no_pretrain=False)
-    rep = run_leaderboard(cfg, log=lambda *_: None)
-    sets = tmp_path / "lb" / "sets"
-    a = DistilledSet.load(next(sets.rglob("herding.safetensors")))
-    b = DistilledSet.load(next(sets.rglob("herding-d1.safetensors")))
-    assert torch.equal(a.images, b.images)                       # one selection
-    accs = {r["set_seed"]: r["acc"] for r in rep["rows"] if r["set"] == "herding"}
-    assert len(accs) == 2 and accs[0] != accs[1]                 # two evaluations
 
 
 def test_the_provenance_check_fails_after_a_config_edit_and_passes_after_regeneration(tmp_path):
