@@ -479,11 +479,13 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
         from .engine.provenance import blocks, stale_blocks
         from .leaderboard.render import load_for_check
         stale = stale_blocks(check_docs, {"leaderboard": load_for_check})
-        unchecked = [t for t, p in blocks(check_docs).items() if t.startswith("leaderboard:") and not p]
+        found = blocks(check_docs, with_text=True)
+        unchecked = [t for t, (p, _) in found.items() if t.startswith("leaderboard:") and not p]
         for line in stale:
             click.echo(f"stale: {line}")
         for t in unchecked:
-            click.echo(f"no provenance: {t} (made before provenance was recorded; regenerate it)")
+            click.echo(f"empty: {t} (not generated yet)" if not found[t][1].strip() else
+                       f"no provenance: {t} (made before provenance was recorded; regenerate it)")
         if stale:
             raise SystemExit(1)
         click.echo(f"{check_docs}: every leaderboard block with provenance matches its config"

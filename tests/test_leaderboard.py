@@ -160,6 +160,10 @@ def test_a_protocol_listed_twice_needs_a_label_and_then_gets_its_own_table_and_c
     assert {d.name for d in (tmp_path / "lb" / "cells").iterdir()} == {"mkdt", "mkdt e3"}
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "protocol `mkdt`" in md and "protocol `mkdt e3`" in md
+    # `only:` keeps one of them (a preset that runs one application of a shared base)
+    assert [p.title for p in _cfg(tmp_path, protocols=cfg.protocols, only=["mkdt e3"]).protocols] == ["mkdt e3"]
+    with pytest.raises(ConfigError, match="not protocols"):
+        _cfg(tmp_path, protocols=[mk], only=["kd"])
 
 
 def _rows(label_values: dict, metric="linear"):

@@ -105,8 +105,8 @@ class KDApp(Application):
     def _images(self, label, s, seed, set_seed) -> torch.Tensor:
         if s is not None:
             return s.materialize().images
-        # Gaussian noise in the source's statistics, a fresh draw per (set seed, seed)
-        return noise_images(self.ctx.budget, self.ctx.src, torch.Generator().manual_seed(1000 * (set_seed or 0) + seed))
+        # Gaussian noise in the source's statistics, a fresh draw per unit (``seed`` is the unit's own seed)
+        return noise_images(self.ctx.budget, self.ctx.src, torch.Generator().manual_seed(seed))
 
     def cell(self, label, s, seed, set_seed, row) -> list[dict]:
         images = self._images(label, s, seed, set_seed).to(self.ctx.device)

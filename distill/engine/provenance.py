@@ -71,13 +71,15 @@ def provenance_markdown(p: dict) -> str:
     return line + "\n<!-- provenance " + json.dumps(p, sort_keys=True, separators=(",", ":")) + " -->"
 
 
-def blocks(doc: str | Path) -> dict[str, dict | None]:
-    """Each generated block of a Markdown file by tag: its recorded provenance (None when it has none)."""
+def blocks(doc: str | Path, with_text: bool = False) -> dict:
+    """Each generated block of a Markdown file by tag: its recorded provenance (None when it has none), or
+    with ``with_text`` (provenance, the block's text)."""
     text = Path(doc).read_text()
     out = {}
     for m in BLOCK.finditer(text):
         pm = MARK.search(m.group(2))
-        out[m.group(1)] = json.loads(pm.group(1)) if pm else None
+        prov = json.loads(pm.group(1)) if pm else None
+        out[m.group(1)] = (prov, m.group(2)) if with_text else prov
     return out
 
 

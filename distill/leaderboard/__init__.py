@@ -23,7 +23,9 @@ YAML (configs/leaderboard/*.yaml)::
       - {label: "krr_st (legacy pool)", method: krr_st, params: {legacy_pool_reset: true}}
     baselines: [random, random_labelled]
     protocols: [{name: krrst}, {name: mkdt},    # evaluation protocols, and applications (see apps.py):
-                {name: kd, overrides: {students: [resnet18]}}]   # nas, continual, kd, transfer
+                {name: kd, overrides: {students: [resnet18]}},   # nas, continual, kd, transfer
+                {name: mkdt, label: mkdt lr 0.1, overrides: {pretrain: {lr: 0.1}}}]   # one protocol twice
+    only: []                            # run only these protocols (by name or label); empty: all
     targets: [{name: cifar10, root: data}]
     seeds: [0, 1, 2]
     distill_seeds: [0, 1, 2]            # every set made once per seed; the paired unit of a test

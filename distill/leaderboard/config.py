@@ -95,8 +95,18 @@ class LeaderboardConfig:
     # also each baseline at the bytes of the largest method set ("random (equal bytes)": more real images, with
     # their targets or labels); a method beats real data at equal storage only if it beats these
     equal_bytes: bool = False
+    # run and report only these of `protocols` (by name or label); empty: all. A preset that runs one application
+    # of a shared base, e.g. `base: apps_cifar10_cpu.yaml` + `only: [kd]`
+    only: list[str] = dataclasses.field(default_factory=list)
 
     def validate(self):
+        if self.only:
+            titles = [p.title for p in self.protocols]
+            unknown = [o for o in self.only if o not in titles]
+            if unknown:
+                raise ConfigError(f"only: {unknown} are not protocols of this leaderboard",
+                                  fix=f"its protocols are: {', '.join(titles)}")
+            self.protocols = [p for p in self.protocols if p.title in self.only]
         for r in self.all_rows():
             get_method(r.method)
         labels = [row_label(r) for r in self.all_rows()]
