@@ -45,12 +45,26 @@ def add_caption(img, lines: Sequence[str], font_size: int = 14):
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     line_h = font_size + 6
+    lines = [w for line in lines for w in _wrap(line, font, img.width - 12)]   # a caption never runs off the image
     out = Image.new("RGB", (img.width, img.height + line_h * len(lines) + 8), "white")
     out.paste(img, (0, 0))
     draw = ImageDraw.Draw(out)
     for i, line in enumerate(lines):
         draw.text((6, img.height + 4 + i * line_h), line, fill="black", font=font)
     return out
+
+
+def _wrap(line: str, font, width: float) -> list[str]:
+    """``line`` broken at spaces into pieces no wider than ``width`` pixels (a single long word stays whole)."""
+    out, cur = [], ""
+    for word in line.split(" "):
+        trial = f"{cur} {word}" if cur else word
+        if cur and font.getlength(trial) > width:
+            out.append(cur)
+            cur = word
+        else:
+            cur = trial
+    return out + [cur]
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None,

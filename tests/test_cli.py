@@ -75,3 +75,15 @@ def test_console_script_exit_code_without_traceback(tmp_path):
 def test_python_dash_m_distill_is_the_cli():
     r = subprocess.run([sys.executable, "-m", "distill", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "squeeze" in r.stdout and "merge" in r.stdout
+
+
+def test_a_caption_wraps_to_the_grid_width():
+    from PIL import Image, ImageFont
+
+    from distill.viz import _wrap, add_caption
+    font = ImageFont.load_default(size=14)
+    text = "scdd.safetensors: scdd, 100 images 3x32x32, source cifar10, storage 1.2 MB = 100.4 image-equivalents"
+    lines = _wrap(text, font, 150)
+    assert len(lines) > 1 and " ".join(lines) == text and all(font.getlength(x) <= 150 for x in lines)
+    narrow, wide = add_caption(Image.new("RGB", (162, 50)), [text]), add_caption(Image.new("RGB", (2000, 50)), [text])
+    assert narrow.height > wide.height            # the narrow grid got more caption lines, the wide one a single line
