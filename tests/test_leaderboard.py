@@ -190,6 +190,14 @@ def test_the_headroom_sentence_appears_exactly_when_headroom_is_under_twice_the_
         assert ("cannot separate methods closer than" in md) is (not separates)
         if not separates:   # and then it is the table's first line
             assert md.splitlines()[2].startswith("**This setting cannot separate methods closer than")
+        assert "No full-source row" not in md
+    # without a full-source row the first line states the table's resolution instead
+    rows = _rows(base)
+    g = gains(cfg, rows)
+    md = lb.write_leaderboard(cfg, rows, {"s N=10": {"source": "s", "source_images": 100, "teacher": "t", "rows": {}}},
+                              1.0)["markdown"]
+    assert md.splitlines()[2].startswith(f"**No full-source row, so no headroom is measured; the comparisons below "
+                                         f"could detect true gains of {g[0]['detectable']:.1f}-")
 
 
 def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and_evaluation_seed(tmp_path, monkeypatch):

@@ -27,6 +27,12 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
         md.append(f"**This setting cannot separate methods closer than {worst:.1f} points**: in "
                   f"{len(blind)} of {len(room)} protocol x metric columns the headroom (full source minus "
                   f"`{cfg.baselines[0]}`) is under twice the smallest detectable gain (below).\n")
+    dets = sorted(x["detectable"] for x in g if x.get("detectable") is not None
+                  and (x["protocol"], x["metric"]) not in not_percent)
+    if not room and dets:      # no full-source row: the resolution is all the table can say about itself
+        md.append(f"**No full-source row, so no headroom is measured; the comparisons below could detect true gains "
+                  f"of {dets[0]:.1f}-{dets[-1]:.1f} points (median {dets[len(dets) // 2]:.1f}) with 80 % power, and "
+                  f"nothing smaller.**\n")
     md.append(f"Architecture `{cfg.arch}`; test top-1 (%), mean ± sample std over every cell of a row; no checkpoint "
               f"selection. Paired unit: the {unit}. Each gain has its 95 % interval and its two-sided paired t-test "
               f"p, Holm-adjusted over the table's comparisons; the verdict reads the adjusted p at alpha {cfg.alpha}. "
