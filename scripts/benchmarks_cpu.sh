@@ -44,7 +44,7 @@ fi
 run scdd_cifar10_cpu
 run boost_cifar100_cpu
 run cpu --summary README.md                # also makes the sets that apps_cifar10_cpu reads (sets_dir)
-for app in nas continual kd transfer; do   # one application per sitting-sized run, over the cpu sets
+for app in kd continual transfer nas; do   # one application per sitting-sized run over the cpu sets, cheapest first
     run apps_${app}_cifar10_cpu
 done
 NODOCS=" "   # every cell reused: only the README summary (the four tables are already in BENCHMARKS 5-8)
