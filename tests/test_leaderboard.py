@@ -405,6 +405,8 @@ def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_
     limit = 2 * 10 * 3 * 32 * 32 + 2 * 10 * 8
     assert all(0 < r["bytes"] <= limit for r in rows)
     assert all(r["lower_better"] == (r["metric"] == "ER forgetting") for r in rows)
+    # continual makes its own memory from each row's method: no set, expert or classifier was made for it
+    assert not list((tmp_path / "lb").rglob("*.safetensors"))
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "not run per experience: mkdt" in md
     table = md[md.index("protocol `continual`"):]

@@ -61,6 +61,9 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
     out = Path(cfg.output)
     cells: list[dict] = []
     info: dict[str, dict] = {}
+    # an application that fills its own memory from each row's method (continual replay) needs none of the
+    # rows' sets: a run of such protocols alone makes no sets, experts or classifiers
+    needs_sets = any(not is_application(p.name) or get_application(p.name).uses_sets for p in cfg.protocols)
     for spec in cfg.sources:
         src = _source(spec, device)
         teacher = Teacher.load(spec.teacher).to(device) if spec.teacher else None
@@ -70,19 +73,25 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
         log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
         targets = load_targets(cfg.targets, src.image_size, src.channels, device)
         made = Path(cfg.sets_dir) if cfg.sets_dir else out     # sets, experts and classifiers live here
-        experts = make_experts(cfg, spec, src, teacher, made / "experts" / skey, log)
-        classifier = make_classifier(cfg, spec, src, teacher, made / "classifiers" / f"{skey}.safetensors", log)
+        if needs_sets:
+            experts = make_experts(cfg, spec, src, teacher, made / "experts" / skey, log)
+            classifier = make_classifier(cfg, spec, src, teacher, made / "classifiers" / f"{skey}.safetensors", log)
+        else:
+            experts = classifier = None
         for budget in spec.budgets:
             folder = made / "sets" / f"{skey}-n{budget}"
             # (label, distillation seed or None for rows that do not depend on it) -> (path, set, extra)
             sets: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
             for dseed in cfg.distill_seeds:
                 for row in cfg.all_rows():
+                    if not needs_sets:      # every protocol makes its own memory from the row's method
+                        sets[(row_label(row), dseed)] = (None, None, {"method": row.method})
+                        continue
                     path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier, deadline,
                                        seed=dseed)
                     if path is not None:
                         sets[(row_label(row), dseed)] = (path, s, {"method": row.method})
-            if cfg.equal_bytes:
+            if cfg.equal_bytes and needs_sets:
                 sets.update(_equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, sets))
             if cfg.full_source or cfg.full_source_converged_epochs:
                 row = RowSpec(method="random", label=FULL_SOURCE)
@@ -170,7 +179,9 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     base_key = app.key()
     out_rows = []
     for label, dseed, path, s, real in todo:
-        set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
+        # a set the application does not use is not part of its cells' identity
+        set_id = None if s is None or not app.uses_sets else _digest([s.meta.get("config"), s.meta.get("created"),
+                                                                       s.storage_bytes()])
         for seed in cfg.seeds:
             _left(deadline)
             key = _digest([base_key, set_id, label, group["source"], group["budget"], seed])
