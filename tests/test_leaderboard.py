@@ -385,7 +385,8 @@ def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications
 
 
 def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path):
-    cont = {"name": "continual", "overrides": {"modes": ["experience"],
+    cont = {"name": "continual", "overrides": {"modes": ["experience", "retrain"],
+                                               "references": ["reservoir", "class_balanced", "herding", "naive"],
                                                "run": {"arch": "convnet-d2-w8-bn", "batch_size": 16, "memory_per_class": 2,
                                                        "train_per_class": 6, "test_per_class": 4}}}
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st", "steps": 2,
@@ -399,8 +400,13 @@ def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_
     labels = {r["set"] for r in rows}
     # mkdt needs experts per experience: left out, and the header says so
     assert labels == {"random", "random_labelled", "krr_st", "reservoir (real)", "class-balanced (real)",
-                      "herding (real)"}
-    assert {r["metric"] for r in rows} == {"ER final acc", "ER forgetting"}
+                      "herding (real)", "naive (no replay)"}
+    assert {r["metric"] for r in rows} == {"ER final acc", "ER forgetting", "retrain final acc", "retrain forgetting"}
+    # naive: no memory, experience replay only, and not a real-image baseline
+    naive = [r for r in rows if r["set"] == "naive (no replay)"]
+    assert {r["metric"] for r in naive} == {"ER final acc", "ER forgetting"}
+    assert not any(r["real"] for r in naive) and all(r["bytes"] == 0 for r in naive)
+    rows = [r for r in rows if r["metric"].startswith("ER") and r["set"] != "naive (no replay)"]
     # every buffer held at most the same bytes: 2 uint8 images per class of the sample (10 classes, 3x32x32)
     limit = 2 * 10 * 3 * 32 * 32 + 2 * 10 * 8
     assert all(0 < r["bytes"] <= limit for r in rows)
@@ -410,9 +416,13 @@ def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "not run per experience: mkdt" in md
     table = md[md.index("protocol `continual`"):]
-    assert "| set | sample ER final acc | sample ER forgetting |\n" in table   # no set columns: not its sets
+    # no set columns (not its sets); the retrain columns beside experience replay's
+    assert ("| set | sample ER final acc | sample ER forgetting | sample retrain final acc | sample retrain forgetting |\n"
+            in table)
     g = {(x["set"], x["metric"]): x for x in rep["gains"]}
-    assert set(g) == {("krr_st", "ER final acc"), ("krr_st", "ER forgetting")}
+    assert {k for k in g if k[0] == "krr_st"} == {("krr_st", m) for m in ("ER final acc", "ER forgetting",
+                                                                           "retrain final acc", "retrain forgetting")}
+    assert all(x["baseline"] != "naive (no replay)" for x in rep["gains"])
     # forgetting: the best real buffer is the one that forgets least, and a gain is baseline - row
     fr = [r for r in rows if r["metric"] == "ER forgetting"]
     real = {r["set"]: r["acc"] for r in fr if r["real"]}

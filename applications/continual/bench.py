@@ -18,7 +18,8 @@ YAML (a leaderboard protocol)::
         n_experiences: null
         train_per_class: 500            # caps of the stream (CPU); null: the target's / the whole split
         modes: [experience, retrain]    # experience replay; a fresh model retrained on the memory (GDumb-like)
-        references: [reservoir, class_balanced, herding]
+        references: [reservoir, class_balanced, herding]   # real-image buffers of the same bytes; add `naive`
+                                        # (no replay, experience replay only) to show the table's headroom
         memory_per_class: 20            # bytes of this many uint8 real images per class
         epochs: 1
 
@@ -40,8 +41,11 @@ from .benchmarks import split_benchmark
 from .config import BufferSpec, ContinualConfig, DistillSpec
 from .run import run_one
 
-REFERENCES = ("reservoir", "class_balanced", "herding")
-LABELS = {"reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)", "herding": "herding (real)"}
+REFERENCES = ("reservoir", "class_balanced", "herding", "naive")
+LABELS = {"reservoir": "reservoir (real)", "class_balanced": "class-balanced (real)", "herding": "herding (real)",
+          "naive": "naive (no replay)"}
+#: the lower reference: no memory at all (what replay adds is the table's headroom); not a real-image baseline
+NAIVE = LABELS["naive"]
 MODES = {"experience": "ER", "retrain": "retrain"}
 
 
@@ -52,7 +56,7 @@ OWN_KEYS = ("buffers", "distill", "seeds", "device", "output")
 @dataclass
 class ContinualBenchConfig:
     modes: list[str] = field(default_factory=lambda: ["experience", "retrain"])
-    references: list[str] = field(default_factory=lambda: list(REFERENCES))
+    references: list[str] = field(default_factory=lambda: ["reservoir", "class_balanced", "herding"])
     # keys of `ssdd continual`'s ContinualConfig (arch, epochs, batch_size, lr, memory_per_class, ...; its
     # defaults); benchmark, root, train_per_class and test_per_class default to the leaderboard's first target
     run: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +104,10 @@ class ContinualApp(Application):
                 f"{c.epochs} epoch(s) per experience; memory = {c.memory_per_class} uint8 real images per class in "
                 f"bytes for every buffer; each method distils each experience into its share as it ends"
                 + (f" ({self.p.distill_steps} steps each)" if self.p.distill_steps is not None else "") + "; modes "
-                f"{', '.join(self.p.modes)}; references {', '.join(self.p.references)} (real images)"
+                f"{', '.join(self.p.modes)}; references {', '.join(r for r in self.p.references if r != 'naive')} "
+                "(real images)"
+                + ("; naive: no memory at all (experience replay only), the floor that replay lifts"
+                   if "naive" in self.p.references else "")
                 + (f"; not run per experience: {', '.join(skipped)} (need per-experience experts or a classifier)"
                    if skipped else "") + ".")
 
@@ -110,7 +117,7 @@ class ContinualApp(Application):
         return bool(m.uses_experts or m.uses_classifier)
 
     def references(self) -> dict[str, bool]:
-        return {LABELS[r]: True for r in self.p.references}
+        return {LABELS[r]: r != "naive" for r in self.p.references}
 
     def cell(self, label, s, seed, set_seed, row) -> list[dict]:
         if row is not None and self._unfit(row.method):
@@ -118,6 +125,8 @@ class ContinualApp(Application):
         run_seed = seed       # the unit's seed (the leaderboard's unit_seed: evaluation seed + 1000 x set seed)
         rows = []
         for mode in self.p.modes:
+            if label == NAIVE and mode != "experience":     # no memory to retrain from
+                continue
             if row is not None:
                 spec = BufferSpec("distilled", mode, label)
                 steps = row.steps or 0
@@ -131,7 +140,7 @@ class ContinualApp(Application):
                                                         storage_dtype=self.p.storage_dtype))
             else:
                 kind = next(k for k, v in LABELS.items() if v == label)
-                spec = BufferSpec(kind, mode, label)
+                spec = BufferSpec("none" if kind == "naive" else kind, mode, label)
                 ccfg = self._config()
             r = run_one(ccfg, self.bench, spec, run_seed, None)
             tgt = self.bench.name
