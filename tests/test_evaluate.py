@@ -98,3 +98,39 @@ def test_the_linear_probe_reaches_its_tolerance_and_an_early_stop_is_flagged():
     short = {}
     fit_linear(x, y, 5, LinearConfig(l2=1e-3, tolerance=1e-5, steps=3), info=short)
     assert short["probe_iters"] == 3 and not short["probe_converged"] and short["probe_grad"] > 1e-5
+
+
+class _Scaled(torch.nn.Module):
+    """Features = the class-dependent mean colour of an image, times ``scale``; counts the images it embeds."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale, self.seen = scale, 0
+
+    def embed(self, x):
+        self.seen += len(x)
+        return x.mean((2, 3)) * self.scale
+
+
+def _colour_classes(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    from distill.data import ImageSet
+    y = torch.arange(n) % 3
+    base = torch.tensor([[200, 40, 40], [40, 200, 40], [40, 40, 200]])[y]
+    img = (base[:, :, None, None] + torch.randint(-30, 30, (n, 3, 8, 8), generator=g)).clamp(0, 255).to(torch.uint8)
+    return ImageSet(img, y, ["r", "g", "b"])
+
+
+def test_the_probe_reads_only_the_labelled_images_and_tiny_features_are_not_erased():
+    from distill.evaluate.train import linear_probe
+    train, test = _colour_classes(300, 0), _colour_classes(90, 1)
+    cfg = LinearConfig(label_fractions=[0.1, 1.0])
+    big = _Scaled(1.0)
+    ref = linear_probe(big, train, test, cfg)
+    assert ref[1.0] == 100.0 and ref[0.1] == 100.0
+    small = _Scaled(1.0)
+    linear_probe(small, train, test, LinearConfig(label_fractions=[0.1]))
+    assert small.seen == 30 + len(test)             # 10 % of the training images, then the test split
+    # features at 1e-10 of the scale (MobileNetV2 in eval mode after a short pre-training): standardised, not
+    # floored to nothing; an absolute floor on the std made this probe chance-level
+    assert linear_probe(_Scaled(1e-10), train, test, cfg) == ref

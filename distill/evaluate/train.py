@@ -200,16 +200,24 @@ def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig,
                  amp="auto", info: dict | None = None) -> dict[float, float]:
     """Test top-1 (%) of linear classifiers on frozen features, one per label fraction; ``info[frac]`` gets
     each probe's solver record (iterations, final gradient, converged)."""
-    f_tr = extract_features(model, train, amp=amp, desc="probe features (train)")
+    subsets = {frac: (torch.arange(len(train)) if frac >= 1 else label_subset(train.labels.cpu(), fraction=frac,
+                                                                              seed=seed))
+               for frac in cfg.label_fractions}
+    # features of the labelled images only (a 1 % probe reads 1 % of the training split, not all of it)
+    used = torch.unique(torch.cat(list(subsets.values())))
+    f_used = extract_features(model, train.subset(used), amp=amp, desc="probe features (train)")
+    row = torch.full((len(train),), -1, dtype=torch.long)
+    row[used] = torch.arange(len(used))
     f_te = extract_features(model, test, amp=amp, desc="probe features (test)")
     results = {}
-    for frac in cfg.label_fractions:
-        idx = (torch.arange(len(train)) if frac >= 1 else label_subset(train.labels.cpu(), fraction=frac, seed=seed))
-        idx = idx.to(f_tr.device)
-        xs, ys = f_tr[idx], train.labels[idx]
+    for frac, idx in subsets.items():
+        xs, ys = f_used[row[idx].to(f_used.device)], train.labels[idx.to(train.labels.device)]
         xt = f_te
         if cfg.standardize:
-            mu, sd = xs.mean(0, keepdim=True), xs.std(0, keepdim=True).clamp_min(1e-6)
+            # the floor is relative to the features' scale: an absolute one erased features that are small but
+            # informative (MobileNetV2 in eval mode after a short pre-training: about 1e-10, a chance-level probe)
+            mu, sd = xs.mean(0, keepdim=True), xs.std(0, keepdim=True)
+            sd = sd.clamp_min(1e-6 * float(sd.max()) + torch.finfo(sd.dtype).tiny)
             xs, xt = (xs - mu) / sd, (f_te - mu) / sd
         rec: dict = {}
         with torch.enable_grad():
