@@ -387,7 +387,7 @@ def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications
 def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path):
     cont = {"name": "continual", "overrides": {"modes": ["experience", "retrain"],
                                                "references": ["reservoir", "class_balanced", "herding", "naive"],
-                                               "run": {"arch": "convnet-d2-w8-bn", "batch_size": 16, "memory_per_class": 2,
+                                               "run": {"arch": "convnet-d2-w8-bn", "batch_size": 16, "memory_per_class": 2, "retrain_epochs": 2,
                                                        "train_per_class": 6, "test_per_class": 4}}}
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st", "steps": 2,
                                                                                     "params": {"pool_size": 1}},
