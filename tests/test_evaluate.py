@@ -131,6 +131,26 @@ def test_the_probe_reads_only_the_labelled_images_and_tiny_features_are_not_eras
     small = _Scaled(1.0)
     linear_probe(small, train, test, LinearConfig(label_fractions=[0.1]))
     assert small.seen == 30 + len(test)             # 10 % of the training images, then the test split
-    # features at 1e-10 of the scale (MobileNetV2 in eval mode after a short pre-training): standardised, not
-    # floored to nothing; an absolute floor on the std made this probe chance-level
+    # features at 1e-10 of the scale (a freshly initialised MobileNetV2 in eval mode): standardised, not floored to
+    # nothing; an absolute floor on the std made this probe chance-level
     assert linear_probe(_Scaled(1e-10), train, test, cfg) == ref
+
+
+def test_recalibrate_bn_sets_the_running_statistics_to_the_sets_own():
+    from distill.evaluate.train import recalibrate_bn
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    bn = net[1]
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(9.0)
+    weights = [p.detach().clone() for p in net.parameters()]
+    net.eval()
+    x = torch.randn(20, 3, 8, 8) * 2 + 1
+    assert recalibrate_bn(net, x, batch_size=64) == 1
+    with torch.no_grad():
+        h = net[0](x)
+    # one batch: exactly the set's per-channel mean and unbiased variance of the layer's input
+    assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(bn.running_var, h.transpose(0, 1).reshape(4, -1).var(1), rtol=1e-4)
+    assert bn.momentum == 0.1 and not net.training                      # settings restored
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))   # no weight changed
+    assert recalibrate_bn(torch.nn.Linear(2, 2), x) == 0

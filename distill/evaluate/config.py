@@ -54,6 +54,11 @@ class PretrainConfig:
     # labelled sets (CE), as the KRR-ST paper pre-trains its supervised "random" row: own lr and augmentation
     ce_lr: float | None = 0.01            # null: as lr
     ce_augment: str = "dsa"               # dsa | crop_flip | none
+    # after pre-training, set every BatchNorm's running statistics to the set's own (one pass in train mode,
+    # cumulative average): a short pre-training (20 steps under the `mkdt` protocol on a CPU) leaves them far from
+    # the layer's real statistics, and a deep net then maps every image to the same eval-mode features
+    # (MobileNetV2: a feature spread of 1e-7 against a mean of 0.19, a chance-level probe). Off: the papers' protocol
+    recalibrate_bn: bool = False
 
 
 @dataclasses.dataclass

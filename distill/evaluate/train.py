@@ -76,7 +76,33 @@ def pretrain_on_set(model: Net, m: Materialized, cfg: PretrainConfig, device: to
               what=f"pre-training loss ({kind})", fix="lower pretrain.lr",
               log_every=lambda done: done % spe == 0 and (done // spe - 1) % 50 == 0)   # epochs 1, 51, 101, ...
     history = [{"epoch": r["step"] // spe, "loss": r["loss"]} for r in res.history]
+    if cfg.recalibrate_bn:
+        recalibrate_bn(model, x, cfg.batch_size)
     return {"loss_kind": kind, "history": history, "lr": lr}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> int:
+    """Set every BatchNorm's running mean and variance to their cumulative average over ``x`` (the batch
+    statistics of each batch of ``batch_size``, averaged), in one pass in train mode; no weight changes.
+    Returns the number of BatchNorm layers reset."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    saved = [(m, m.momentum) for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                 # cumulative moving average over this pass
+    model.train()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size])
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+        model.train(was_training)
+    return len(bns)
 
 
 def finetune(model: Net, train: ImageSet, test: ImageSet, cfg: FinetuneConfig, iterations: int | None = None,
@@ -215,7 +241,8 @@ def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig,
         xt = f_te
         if cfg.standardize:
             # the floor is relative to the features' scale: an absolute one erased features that are small but
-            # informative (MobileNetV2 in eval mode after a short pre-training: about 1e-10, a chance-level probe)
+            # informative (a freshly initialised MobileNetV2 in eval mode: about 1e-10; its probe on 1,000 CIFAR-10
+            # images went from 7.9 % to 28.2 % with the relative floor)
             mu, sd = xs.mean(0, keepdim=True), xs.std(0, keepdim=True)
             sd = sd.clamp_min(1e-6 * float(sd.max()) + torch.finfo(sd.dtype).tiny)
             xs, xt = (xs - mu) / sd, (f_te - mu) / sd
@@ -230,4 +257,4 @@ def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig,
 
 
 __all__ = ["accuracy", "extract_features", "finetune", "fit_linear", "linear_probe", "pretrain_loss_kind",
-           "pretrain_on_set", "set_loss", "train_classifier"]
+           "pretrain_on_set", "recalibrate_bn", "set_loss", "train_classifier"]

@@ -31,6 +31,9 @@ YAML (configs/leaderboard/*.yaml)::
     distill_seeds: [0, 1, 2]            # every set made once per seed; the paired unit of a test
     sets_dir: ""                        # another leaderboard's output: reuse its sets, experts, classifiers
 
+A run whose protocols all fill their own memory from each row's method (``Application.uses_sets = False``:
+continual replay) makes no sets, experts or classifiers, and such an application's cells do not depend on them.
+
 Modules: :mod:`.config` (the YAML schema), :mod:`.sets` (each row's set, experts, classifier),
 :mod:`.cells` (the run, one JSON file per cell), :mod:`.stats` (paired gains, verdicts), :mod:`.render`
 (tables, summary, plot, docs blocks), :mod:`.apps` (application protocols: an ``Application`` per
