@@ -231,7 +231,8 @@ def linear_probe(model: Net, train: ImageSet, test: ImageSet, cfg: LinearConfig,
                for frac in cfg.label_fractions}
     # features of the labelled images only (a 1 % probe reads 1 % of the training split, not all of it)
     used = torch.unique(torch.cat(list(subsets.values())))
-    f_used = extract_features(model, train.subset(used), amp=amp, desc="probe features (train)")
+    f_used = extract_features(model, train if len(used) == len(train) else train.subset(used), amp=amp,
+                              desc="probe features (train)")
     row = torch.full((len(train),), -1, dtype=torch.long)
     row[used] = torch.arange(len(used))
     f_te = extract_features(model, test, amp=amp, desc="probe features (test)")
