@@ -44,7 +44,7 @@ fi
 run scdd_cifar10_cpu
 run boost_cifar100_cpu
 run cpu --summary README.md                # also makes the sets that apps_cifar10_cpu reads (sets_dir)
-for app in kd continual transfer transfer2 nas; do   # one application per sitting-sized run (continual makes no sets)
+for app in kd continual transfer nas transfer2; do   # one application per sitting-sized run (continual makes no sets)
     run apps_${app}_cifar10_cpu --summary README.md
 done
 echo "every CPU leaderboard is done; times in $LOGS/*.time"

@@ -152,3 +152,52 @@ def test_buffers_with_one_name_are_refused():
         load_config(ContinualConfig, None, ["buffers=[{kind: reservoir}, {kind: reservoir}]"])
     cfg = load_config(ContinualConfig, None, ["buffers=[{kind: reservoir}, {kind: reservoir, label: second}]"])
     assert [b.label for b in cfg.buffers] == ["", "second"]
+
+
+@pytest.mark.parametrize("method,params", [
+    ("mkdt", {"syn_steps": 2, "batch_syn": 4, "max_start_epoch": 1, "expert_epochs": 1}),
+    ("scdd", {"squeeze_epochs": 2, "lr": 0.1, "classifier": "trained-on-every-class.safetensors"}),
+])
+def test_methods_that_read_experts_or_a_classifier_fill_each_experience_from_it(bench, method, params, monkeypatch):
+    """MKDT trains experts on each experience (regressing the same teacher) in a folder deleted afterwards; SC-DD
+    squeezes a head over the experience's classes (the all-class classifier file is dropped). Each share holds
+    its experience's benchmark classes, balanced, within the bytes."""
+    import distill.experts as experts_mod
+    trained = []
+    real_train = experts_mod.train_experts
+
+    def spy(cfg, **kw):
+        trained.append((cfg.arch, cfg.experts, cfg.epochs, cfg.output, len(kw["source"]),
+                        sorted(set(kw["source"].labels.tolist()))))
+        return real_train(cfg, **kw)
+    monkeypatch.setattr(experts_mod, "train_experts", spy)
+    torch.manual_seed(0)
+    model = create_model(TINY, out_dim=10, image_size=32)
+    mem = 4 * bench.num_classes * real_item_bytes(3, 32)
+    buf = DistilledBuffer(mem, mean=bench.mean, std=bench.std, image_size=32, teacher="model", method=method, steps=2,
+                          params=params, device="cpu", experts={"arch": "convnet-d2-w8-in", "experts": 2, "epochs": 2,
+                                                                 "batch_size": 8})
+    assert "classifier" not in buf.params
+    strategy = _strategy(model, [DistilledReplayPlugin(buf, "experience", batch_size_mem=8)])
+    stream = list(bench.scenario.train_stream)[:2]
+    for exp in stream:
+        strategy.train(exp)
+    assert len(buf.shares) == 2 and buf.bytes_used() <= buf.max_bytes
+    for share, e in zip(buf.shares, stream):
+        assert set(share.labels.tolist()) == set(e.classes_in_this_experience)
+        counts = share.labels.bincount()[share.labels.unique()]
+        assert counts.max() - counts.min() <= 1
+    if method == "mkdt":
+        # one expert run per experience, on that experience's images only (compact labels), in a temporary folder
+        assert [t[:3] for t in trained] == [("convnet-d2-w8-in", 2, 2)] * 2
+        assert [t[5] for t in trained] == [[0, 1], [0, 1]]
+        assert all(not __import__("os").path.exists(t[3]) for t in trained)
+    else:
+        assert not trained
+
+
+def test_per_experience_experts_refuse_settings_the_buffer_makes_itself(bench):
+    from distill.errors import UserError
+    with pytest.raises(UserError, match=r"\['output'\]"):
+        DistilledBuffer(10 ** 5, mean=bench.mean, std=bench.std, image_size=32, method="mkdt",
+                        experts={"output": "somewhere", "epochs": 2})

@@ -380,27 +380,33 @@ def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications
         _cfg(tmp_path, protocols=[{"name": "continual", "overrides": {"run": {"memory_per_clas": 2}}}])
     with pytest.raises(ConfigError, match="set by the leaderboard"):
         _cfg(tmp_path, protocols=[{"name": "continual", "overrides": {"run": {"seeds": [0]}}}])
+    with pytest.raises(ConfigError, match=r"experts: \['output'\] are not settings of per-experience experts"):
+        _cfg(tmp_path, protocols=[{"name": "continual", "overrides": {"experts": {"output": "x"}}}])
     with pytest.raises(ConfigError, match=r"protocol `kd`, overrides: unknown teacher key\(s\) \['iteration'\]"):
         _cfg(tmp_path, protocols=[{"name": "kd", "overrides": {"teacher": {"iteration": 3}}}])
 
 
-def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path):
+def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_references(tmp_path, monkeypatch):
     cont = {"name": "continual", "overrides": {"modes": ["experience", "retrain"],
                                                "references": ["reservoir", "class_balanced", "herding", "naive"],
                                                "run": {"arch": "convnet-d2-w8-bn", "batch_size": 16, "memory_per_class": 2, "retrain_epochs": 2,
                                                        "train_per_class": 6, "test_per_class": 4}}}
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st", "steps": 2,
                                                                                     "params": {"pool_size": 1}},
-                                {"method": "mkdt"}],
+                                {"method": "mkdt", "steps": 1}],
                protocols=[cont], full_source=False, no_pretrain=False, baselines=["random", "random_labelled"],
                method_params={"krr_st": {"pool_arch": "convnet-d2-w8-bn", "pool_steps": 2, "real_batch": 16},
-                              }, scale="paper")
+                              "mkdt": {"syn_steps": 1, "batch_syn": 2, "max_start_epoch": 1, "expert_epochs": 1}},
+               scale="paper")
+    cfg.sources[0].experts = {"arch": "convnet-d2-w8-in", "experts": 1, "epochs": 2, "batch_size": 8,
+                              "output": str(tmp_path / "experts")}
     rep = run_leaderboard(cfg, log=lambda *_: None)
     rows = rep["rows"]
     labels = {r["set"] for r in rows}
-    # mkdt needs experts per experience: left out, and the header says so
-    assert labels == {"random", "random_labelled", "krr_st", "reservoir (real)", "class-balanced (real)",
+    # mkdt trains its experts on each experience (the source's settings, not its folder), and the header says so
+    assert labels == {"random", "random_labelled", "krr_st", "mkdt", "reservoir (real)", "class-balanced (real)",
                       "herding (real)", "naive (no replay)"}
+    assert not (tmp_path / "experts").exists()
     assert {r["metric"] for r in rows} == {"ER final acc", "ER forgetting", "retrain final acc", "retrain forgetting"}
     # naive: no memory, experience replay only, and not a real-image baseline
     naive = [r for r in rows if r["set"] == "naive (no replay)"]
@@ -414,7 +420,7 @@ def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_
     # continual makes its own memory from each row's method: no set, expert or classifier was made for it
     assert not list((tmp_path / "lb").rglob("*.safetensors"))
     md = (tmp_path / "lb" / "results.md").read_text()
-    assert "not run per experience: mkdt" in md
+    assert "mkdt: experts trained on each experience (1 x 2 epochs of `convnet-d2-w8-in`)" in md
     table = md[md.index("protocol `continual`"):]
     # no set columns (not its sets); the retrain columns beside experience replay's
     assert ("| set | sample ER final acc | sample ER forgetting | sample retrain final acc | sample retrain forgetting |\n"
@@ -430,6 +436,17 @@ def test_continual_protocol_fills_equal_byte_buffers_with_each_row_and_the_real_
     k = next(r["acc"] for r in fr if r["set"] == "krr_st")
     assert g[("krr_st", "ER forgetting")]["baseline"] == best
     assert math.isclose(g[("krr_st", "ER forgetting")]["gain"], real[best] - k, abs_tol=1e-9)
+    # the per-experience experts are part of the identity of mkdt's cells alone: changing them reruns those only
+    import applications.continual.bench as cbench
+    rerun = []
+
+    def fake(ccfg, bench, spec, seed, _):
+        rerun.append((spec.label, ccfg.distill.experts.get("epochs")))
+        return {"final_avg_acc": 0.0, "avg_forgetting": 0.0, "sizes": [{"bytes": 0}], "memory_bytes": 0}
+    monkeypatch.setattr(cbench, "run_one", fake)
+    cfg.protocols[0].overrides["experts"] = {"epochs": 3}
+    run_leaderboard(cfg, log=lambda *_: None)
+    assert rerun == [("mkdt", 3), ("mkdt", 3)]          # two modes, one seed
 
 
 def test_nas_protocol_ranks_architectures_with_a_cached_ground_truth(tmp_path):

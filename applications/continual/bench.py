@@ -5,8 +5,10 @@ How a method fills a buffer that grows by experience: the row's method distils e
 class-conditionally, into that experience's share of the memory (older shares shrink class-balanced to make
 room; :class:`applications.continual.buffers.DistilledBuffer`), with the row's steps and params. The set the
 leaderboard made from the whole source is not used here: it would hold every class before the stream shows
-them. Methods that need expert trajectories (MKDT) or a trained classifier (SC-DD) cannot be run per
-experience without training those per experience; their rows are left out, and the table says so.
+them. A method that reads expert trajectories (MKDT, high-loss) has them trained on each experience, regressing
+the same teacher, with the source's ``experts:`` settings (arch, experts, epochs; default 4 x 6 epochs), in a
+folder deleted afterwards; one that reads a classifier (SC-DD) squeezes a linear head on the teacher over the
+experience's classes.
 A factorised method (Boost) gets a fixed share of the bytes per experience, counted as what its set stores
 (bases, coefficients, networks in float32), and keeps every image that set expands into.
 
@@ -14,14 +16,17 @@ YAML (a leaderboard protocol)::
 
     - name: continual
       overrides:
-        benchmark: ""                   # empty: the leaderboard's first target (cifar10 -> 5 experiences)
-        n_experiences: null
-        train_per_class: 500            # caps of the stream (CPU); null: the target's / the whole split
         modes: [experience, retrain]    # experience replay; a fresh model retrained on the memory (GDumb-like)
         references: [reservoir, class_balanced, herding]   # real-image buffers of the same bytes; add `naive`
                                         # (no replay, experience replay only) to show the table's headroom
-        memory_per_class: 20            # bytes of this many uint8 real images per class
-        epochs: 1
+        distill_steps: 50               # each per-experience distillation; null: the row's own steps
+        storage_dtype: uint8
+        experts: {experts: 2, epochs: 4}   # per-experience experts (MKDT, high-loss); over the source's settings
+        run:                            # `ssdd continual` settings; benchmark and caps default to the first target
+          n_experiences: null           # cifar10 -> 5, cifar100 -> 10
+          train_per_class: 500          # caps of the stream (CPU); null: the target's / the whole split
+          memory_per_class: 20          # bytes of this many uint8 real images per class
+          epochs: 1
 
 Metrics: ``<mode> final acc`` (average accuracy over all experiences at the end) and ``<mode> forgetting``
 (average forgetting, lower is better).
@@ -32,12 +37,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.config import load_config
+from distill.config import load_config, to_dict
 from distill.errors import ConfigError
 from distill.leaderboard.apps import Application
 from distill.methods import get_method
 
 from .benchmarks import split_benchmark
+from .buffers import EXPERTS, EXPERTS_OWN
 from .config import BufferSpec, ContinualConfig, DistillSpec
 from .run import run_one
 
@@ -64,6 +70,10 @@ class ContinualBenchConfig:
     # steps of each per-experience distillation (methods that take steps); null: the row's own steps, which
     # were sized for one distillation of the whole source, not one per experience
     distill_steps: int | None = None
+    # experts trained on each experience for a method that reads trajectories (MKDT, high-loss): `ssdd experts`
+    # settings (arch, experts, epochs, batch_size, lr, momentum, weight_decay, dtype) over the source's
+    # `experts:` settings (its folder aside) and buffers.EXPERTS
+    experts: dict[str, Any] = field(default_factory=dict)
 
     def validate(self):
         bad = [m for m in self.modes if m not in MODES] + [r for r in self.references if r not in REFERENCES]
@@ -77,6 +87,11 @@ class ContinualBenchConfig:
             raise ConfigError(f"run: {own} are set by the leaderboard (rows, references, seeds, device)",
                               fix="leave them out of run:")
         load_config(ContinualConfig, None, extra=self.run)      # unknown keys and types, named
+        from distill.experts import ExpertsConfig
+        known = {f.name for f in dataclasses.fields(ExpertsConfig)} - set(EXPERTS_OWN)
+        bad = sorted(set(self.experts) - known)
+        if bad:
+            raise ConfigError(f"experts: {bad} are not settings of per-experience experts", fix=f"use {sorted(known)}")
 
 
 class ContinualApp(Application):
@@ -99,7 +114,8 @@ class ContinualApp(Application):
         c = self._config()
         self.bench = split_benchmark(c.benchmark, c.root, c.n_experiences, seed=0, train_per_class=c.train_per_class,
                                      test_per_class=c.test_per_class)
-        skipped = sorted({r.method for r in self.ctx.cfg.all_rows() if self._unfit(r.method)})
+        with_experts = sorted({r.method for r in self.ctx.cfg.all_rows() if get_method(r.method).uses_experts})
+        with_clf = sorted({r.method for r in self.ctx.cfg.all_rows() if get_method(r.method).uses_classifier})
         return (f"Continual replay: split {self.bench.name}, {self.bench.n_experiences} experiences, `{c.arch}`, "
                 f"{c.epochs} epoch(s) per experience; memory = {c.memory_per_class} uint8 real images per class in "
                 f"bytes for every buffer; each method distils each experience into its share as it ends"
@@ -108,20 +124,38 @@ class ContinualApp(Application):
                 "(real images)"
                 + ("; naive: no memory at all (experience replay only), the floor that replay lifts"
                    if "naive" in self.p.references else "")
-                + (f"; not run per experience: {', '.join(skipped)} (need per-experience experts or a classifier)"
-                   if skipped else "") + ".")
+                + (f"; {', '.join(with_experts)}: experts trained on each experience ({self._experts_text()})"
+                   if with_experts else "")
+                + (f"; {', '.join(with_clf)}: a linear head squeezed on the teacher per experience" if with_clf else "")
+                + ".")
 
-    @staticmethod
-    def _unfit(method: str) -> bool:
-        m = get_method(method)
-        return bool(m.uses_experts or m.uses_classifier)
+    def _experts(self) -> dict:
+        """Per-experience experts: the protocol's `experts:` over the source's (not its folder) and the buffer's
+        defaults."""
+        source = {k: v for k, v in (self.ctx.spec.experts or {}).items() if k not in EXPERTS_OWN}
+        return {**EXPERTS, **source, **self.p.experts}
+
+    def key(self) -> dict:
+        # `experts` concerns only the rows that read trajectories: it is in their row_key, not every cell's key
+        return {k: v for k, v in to_dict(self.p).items() if k != "experts"}
+
+    def _experts_text(self) -> str:
+        e = self._experts()
+        return f"{e['experts']} x {e['epochs']} epochs of `{e['arch']}`"
+
+    def row_key(self, row):
+        # a method's memory is made with its experts or its squeezed classifier: part of its cells' identity
+        if row is None:
+            return None
+        m = get_method(row.method)
+        if m.uses_experts:
+            return {"experts": self._experts()}
+        return {"classifier": "squeezed per experience"} if m.uses_classifier else None
 
     def references(self) -> dict[str, bool]:
         return {LABELS[r]: r != "naive" for r in self.p.references}
 
     def cell(self, label, s, seed, set_seed, row) -> list[dict]:
-        if row is not None and self._unfit(row.method):
-            return []
         run_seed = seed       # the unit's seed (the leaderboard's unit_seed: evaluation seed + 1000 x set seed)
         rows = []
         for mode in self.p.modes:
@@ -129,11 +163,13 @@ class ContinualApp(Application):
                 continue
             if row is not None:
                 spec = BufferSpec("distilled", mode, label)
-                steps = row.steps or 0
+                method = get_method(row.method)
+                steps = row.steps if row.steps is not None else method.default_steps
                 if steps and self.p.distill_steps is not None:
                     steps = self.p.distill_steps
-                ccfg = self._config(distill=DistillSpec(method=row.method, steps=steps, params=dict(row.params),
-                                                        storage_dtype=self.p.storage_dtype))
+                ccfg = self._config(distill=DistillSpec(
+                    method=row.method, steps=steps, params=dict(row.params), storage_dtype=self.p.storage_dtype,
+                    experts=self._experts() if method.uses_experts else {}))
             elif label == LABELS["herding"]:
                 spec = BufferSpec("distilled", mode, label)
                 ccfg = self._config(distill=DistillSpec(method="herding", steps=0, params={},

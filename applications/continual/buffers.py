@@ -7,10 +7,13 @@ are made at equal bytes, not equal counts.
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass, field
 
 import torch
 from avalanche.training.storage_policy import ExemplarsBuffer
+
+import dataclasses
 
 from distill.data.config import DataConfig
 from distill.methods import DistillConfig
@@ -23,6 +26,10 @@ from distill.ssl import Teacher
 from .compat import concat, dataset_tensors, make_tensor_dataset
 
 LABEL_BYTES = 8
+#: per-experience experts of a method that reads trajectories (MKDT): the CPU presets' size (paper: 100 x 20 epochs)
+EXPERTS = {"arch": "convnet", "experts": 4, "epochs": 6, "batch_size": 256}
+#: ExpertsConfig keys the buffer sets itself
+EXPERTS_OWN = ("teacher", "data", "train_per_class", "output", "device", "seed", "worker", "workers")
 DTYPE_BYTES = {"uint8": 1, "float16": 2, "float32": 4}
 
 
@@ -68,6 +75,12 @@ class DistilledBuffer(ExemplarsBuffer):
     benchmark's (already mapped) labels. With ``store_targets`` each example also keeps the
     model's features at storage time (float16), the target of representation replay.
 
+    A method that reads expert trajectories (MKDT, high-loss) gets its experts trained on the experience
+    just seen, regressing the same teacher (``experts``: ``ssdd experts`` settings: arch, experts, epochs,
+    batch_size, lr), in a temporary folder that is deleted after the distillation. A method that reads a
+    classifier (SC-DD) squeezes one from the teacher on the experience in memory (a classifier file trained
+    on every class is dropped: it would know classes the stream has not shown yet).
+
     A factorised method (``Method.factorised``: Boost) gets a fixed ``max_bytes / n_experiences`` per
     experience instead, distils into that many float32 image-equivalents of stored parts, and keeps every
     image its set materialises; the share counts the stored bytes (``storage_bytes``) and is never cut,
@@ -78,7 +91,7 @@ class DistilledBuffer(ExemplarsBuffer):
                  teacher: Teacher | str = "model", method: str = "krr_st", steps: int = 200,
                  params: dict | None = None, storage_dtype: str = "uint8", store_targets: bool = False,
                  feature_dim: int | None = None, device: str = "auto", seed: int = 0,
-                 n_experiences: int | None = None):
+                 n_experiences: int | None = None, experts: dict | None = None):
         if storage_dtype not in DTYPE_BYTES:
             raise UserError(f"storage_dtype must be one of {list(DTYPE_BYTES)}, got '{storage_dtype}'")
         if store_targets and not feature_dim:
@@ -90,6 +103,17 @@ class DistilledBuffer(ExemplarsBuffer):
         self.storage_dtype, self.store_targets, self.feature_dim = storage_dtype, store_targets, feature_dim
         self.device, self.seed = device, seed
         self.n_experiences = n_experiences
+        m = get_method(method)
+        self.experts = {**EXPERTS, **(experts or {})} if m.uses_experts else None
+        if self.experts is not None:
+            from distill.experts import ExpertsConfig
+            known = {f.name for f in dataclasses.fields(ExpertsConfig)} - set(EXPERTS_OWN)
+            bad = sorted(set(self.experts) - known)
+            if bad:
+                raise UserError(f"experts: {bad} are not settings of per-experience experts",
+                                fix="use arch, experts, epochs, batch_size, lr, momentum, weight_decay, dtype")
+        if m.uses_classifier:
+            self.params.pop("classifier", None)   # a file trained on every class; squeezed per experience instead
         self.factorised = bool(getattr(get_method(method), "factorised", False))
         if self.factorised and not n_experiences:
             raise UserError(f"a {method} memory keeps each experience's stored parts whole, so it needs the number "
@@ -187,14 +211,22 @@ class DistilledBuffer(ExemplarsBuffer):
                                 fix="give the memory more bytes (memory_per_class)")
         model = getattr(agent, "model", None)
         teacher = self._teacher(model)
+        seed = self.seed + len(self.shares)
         cfg = DistillConfig(data=DataConfig(name=source.name), method=self.method, budget=budget, class_conditional=True,
-                            steps=self.steps, seed=self.seed + len(self.shares), device=self.device, output=None,
+                            steps=self.steps, seed=seed, device=self.device, output=None,
                             checkpoint_every=0, log_every=max(1, self.steps // 5) if self.steps else 10,
                             params=self.params)
-        res = run_distillation(cfg, teacher=teacher, source=source)
+        with tempfile.TemporaryDirectory(prefix="ssdd-experts-") as tmp:
+            if self.experts is not None and not self.params.get("experts"):
+                from distill.experts import ExpertsConfig, train_experts
+                ecfg = ExpertsConfig(teacher="<in memory>", device=self.device, seed=seed, output=tmp, **self.experts)
+                train_experts(ecfg, source=source, teacher=teacher, quiet=True)
+                cfg = dataclasses.replace(cfg, params={**self.params, "experts": tmp})
+            res = run_distillation(cfg, teacher=teacher, source=source)
         # the buffer keeps plain pixels: a factorised set (Boost) is expanded, views included, and cut to the quota
         s = res.set.materialize()
-        share = Share(_quantize(s.images.cpu(), self.storage_dtype), s.labels.cpu(),
+        classes = torch.tensor([int(c) for c in source.classes])    # the experience's labels, compact -> benchmark
+        share = Share(_quantize(s.images.cpu(), self.storage_dtype), classes[s.labels.cpu()],
                       info={"experience": exp.current_experience, "steps": res.steps, "seconds": res.seconds,
                             "loss": res.history[-1]["loss"] if res.history else None})
         if self.factorised:
@@ -208,11 +240,13 @@ class DistilledBuffer(ExemplarsBuffer):
 
     # ------------------------------------------------------------------ helpers
     def _experience_images(self, exp) -> ImageSet:
-        """The experience's images as a uint8 pixel-space ImageSet (the datasets hold pixel space)."""
+        """The experience's images as a uint8 pixel-space ImageSet (the datasets hold pixel space), its labels made
+        compact (0..k-1 over the k classes it shows; ``classes`` holds the benchmark labels), so that a method sees
+        only the classes the experience has."""
         x, labels = dataset_tensors(exp.dataset.eval())
         pix = x.clamp(0, 1).mul(255).round().to(torch.uint8)
-        k = int(labels.max()) + 1
-        return ImageSet(pix, labels, [str(i) for i in range(k)], name=f"experience{exp.current_experience}",
+        classes, local = labels.unique(return_inverse=True)
+        return ImageSet(pix, local, [str(int(c)) for c in classes], name=f"experience{exp.current_experience}",
                         split="train", mean=self.mean, std=self.std)
 
     def _teacher(self, model) -> Teacher:

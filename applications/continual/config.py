@@ -36,6 +36,9 @@ class DistillSpec:
     params: dict[str, Any] = field(default_factory=lambda: {"pool_arch": "convnet-32-64-128-bn", "pool_size": 4,
                                                             "pool_steps": 100, "real_batch": 256,
                                                             "lr_images": 1e-2, "lr_targets": 1e-2})
+    # a method that reads expert trajectories (MKDT, high-loss) trains them on each experience: `ssdd experts`
+    # settings (arch, experts, epochs, batch_size, lr, ...); empty: buffers.EXPERTS (4 experts x 6 epochs)
+    experts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -99,7 +99,7 @@ def _distilled_buffer(cfg, bench, spec, seed, teacher, model, memory_bytes):
                              storage_dtype=cfg.distill.storage_dtype,
                              store_targets=spec.mode in ("representation", "both"),
                              feature_dim=model.feature_dim, device=cfg.device, seed=seed,
-                             n_experiences=bench.n_experiences)
+                             n_experiences=bench.n_experiences, experts=cfg.distill.experts)
     plugin = None if spec.mode == "retrain" else DistilledReplayPlugin(buffer, spec.mode, cfg.batch_size_mem,
                                                                        cfg.repr_weight)
     return buffer, plugin

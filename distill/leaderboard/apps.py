@@ -76,6 +76,11 @@ class Application:
         """What identifies a cell besides its set: the application's config (and what ``prepare`` made)."""
         return to_dict(self.p)
 
+    def row_key(self, row) -> Any:
+        """What identifies a row's cells besides :meth:`key`, its label and its set (None: nothing): an application
+        that makes its own memory from the row's method (``uses_sets = False``) names what it makes it with."""
+        return None
+
     def cell(self, label: str, s: DistilledSet | None, seed: int, set_seed: int | None, row) -> list[dict]:
         """One cell's rows: dicts with ``target``, ``metric`` and ``acc`` (the value), plus anything else.
         ``s`` is None for a reference row (``label`` in :meth:`references`); ``row`` is the leaderboard's

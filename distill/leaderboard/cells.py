@@ -184,7 +184,9 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                                                                        s.storage_bytes()])
         for seed in cfg.seeds:
             _left(deadline)
-            key = _digest([base_key, set_id, label, group["source"], group["budget"], seed])
+            rkey = app.row_key(rows_by_label.get(label))
+            key = _digest([base_key, set_id, label, group["source"], group["budget"], seed]
+                          + ([rkey] if rkey is not None else []))
             dpart = "" if dseed is None else f"-d{dseed}"
             file = (out / "cells" / p.title /
                     f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json")
