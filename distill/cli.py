@@ -500,6 +500,8 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
         raise UserError("ssdd leaderboard runs in one process (its cells share files); torchrun was given",
                         fix="run it with plain `ssdd leaderboard`, or run its stages (teacher, distill, experts, "
                             "evaluate) under torchrun")
+    from .engine.provenance import git_commit
+    commit = git_commit()       # the code this run executes, before a long run ends after later commits
     rep = run_leaderboard(cfg, time_limit=time_limit)
     if rep is None:     # exit status 3: unfinished, resumable (scripts chain runs on it)
         click.echo("stopped at the time limit; run the same command again to continue")
@@ -513,7 +515,7 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
         " " + shlex.quote(o) for o in overrides)
     from .engine import resolve_device
     prov = provenance(command, resolve_device(cfg.device), cfg.amp, to_dict(cfg),
-                      str(config_path) if config_path else None, list(overrides), kind="leaderboard")
+                      str(config_path) if config_path else None, list(overrides), kind="leaderboard", commit=commit)
     if docs:
         click.echo(f"updated {update_docs(docs, cfg.name, rep['markdown'], prov)}")
     if summary:

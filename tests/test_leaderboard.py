@@ -231,6 +231,31 @@ def test_distillation_seeds_make_different_sets_and_cells_are_reused_per_set_and
     assert calls == []
 
 
+def test_a_leaderboard_block_records_the_commit_its_run_started_at(tmp_path, monkeypatch):
+    """A run of hours may end after later commits: its block names the code it ran, not the checkout at the end."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    import distill.engine.provenance as prov_mod
+    from distill.cli import cli
+    head = ["abc1234"]
+    monkeypatch.setattr(prov_mod, "git_commit", lambda cwd=None: head[0])
+    rep = {"markdown": "| a table |", "summary": "", "seconds": 1.0,
+           "paths": {"md": Path("r.md"), "json": Path("r.json"), "plot": Path("r.png")}}
+
+    def run(cfg, time_limit=None):
+        head[0] = "def5678"            # committed while the run was going
+        return rep
+    monkeypatch.setattr(lb, "run_leaderboard", run)
+    conf = tmp_path / "lb.yaml"
+    conf.write_text("name: t\nrows: [{method: random}]\nbaselines: [random]\n")
+    doc = tmp_path / "DOC.md"
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(conf), "--docs", str(doc)])
+    assert r.exit_code == 0, r.output
+    assert "*Provenance:* commit abc1234," in doc.read_text()
+
+
 def test_the_provenance_check_fails_after_a_config_edit_and_passes_after_regeneration(tmp_path):
     from click.testing import CliRunner
 

@@ -56,9 +56,12 @@ def machine(device: torch.device | str = "cpu") -> str:
 
 
 def provenance(command: str, device: torch.device | str = "cpu", amp: str = "auto", config: dict | None = None,
-               config_file: str | None = None, overrides: list[str] | tuple = (), kind: str | None = None) -> dict:
+               config_file: str | None = None, overrides: list[str] | tuple = (), kind: str | None = None,
+               commit: str | None = None) -> dict:
+    """What made a generated block. ``commit``: the checkout's commit when the run started (the code it ran; a
+    long run may end after later commits); default: now."""
     from .device import describe_precision
-    p = {"commit": git_commit(), "date": time.strftime("%Y-%m-%d"), "machine": machine(device),
+    p = {"commit": commit or git_commit(), "date": time.strftime("%Y-%m-%d"), "machine": machine(device),
          "torch": torch.__version__, "precision": describe_precision(torch.device(device), amp), "command": command}
     if config is not None:
         p.update(kind=kind, config_file=config_file, overrides=list(overrides), config=config)
