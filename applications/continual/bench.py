@@ -43,7 +43,7 @@ from distill.leaderboard.apps import Application
 from distill.methods import get_method
 
 from .benchmarks import split_benchmark
-from .buffers import EXPERTS, EXPERTS_OWN
+from .buffers import EXPERTS, EXPERTS_OWN, expert_settings
 from .config import BufferSpec, ContinualConfig, DistillSpec
 from .run import run_one
 
@@ -87,11 +87,10 @@ class ContinualBenchConfig:
             raise ConfigError(f"run: {own} are set by the leaderboard (rows, references, seeds, device)",
                               fix="leave them out of run:")
         load_config(ContinualConfig, None, extra=self.run)      # unknown keys and types, named
-        from distill.experts import ExpertsConfig
-        known = {f.name for f in dataclasses.fields(ExpertsConfig)} - set(EXPERTS_OWN)
-        bad = sorted(set(self.experts) - known)
+        bad = sorted(set(self.experts) - set(expert_settings()))
         if bad:
-            raise ConfigError(f"experts: {bad} are not settings of per-experience experts", fix=f"use {sorted(known)}")
+            raise ConfigError(f"experts: {bad} are not settings of per-experience experts",
+                              fix=f"use {expert_settings()}")
 
 
 class ContinualApp(Application):

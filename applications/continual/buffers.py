@@ -7,13 +7,12 @@ are made at equal bytes, not equal counts.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 
 import torch
 from avalanche.training.storage_policy import ExemplarsBuffer
-
-import dataclasses
 
 from distill.data.config import DataConfig
 from distill.methods import DistillConfig
@@ -31,6 +30,12 @@ EXPERTS = {"arch": "convnet", "experts": 4, "epochs": 6, "batch_size": 256}
 #: ExpertsConfig keys the buffer sets itself
 EXPERTS_OWN = ("teacher", "data", "train_per_class", "output", "device", "seed", "worker", "workers")
 DTYPE_BYTES = {"uint8": 1, "float16": 2, "float32": 4}
+
+
+def expert_settings() -> list[str]:
+    """The ``ssdd experts`` settings a per-experience ``experts:`` may hold (the rest the buffer sets itself)."""
+    from distill.experts import ExpertsConfig
+    return sorted({f.name for f in dataclasses.fields(ExpertsConfig)} - set(EXPERTS_OWN))
 
 
 def real_item_bytes(channels: int, image_size: int) -> int:
@@ -105,16 +110,13 @@ class DistilledBuffer(ExemplarsBuffer):
         self.n_experiences = n_experiences
         m = get_method(method)
         self.experts = {**EXPERTS, **(experts or {})} if m.uses_experts else None
-        if self.experts is not None:
-            from distill.experts import ExpertsConfig
-            known = {f.name for f in dataclasses.fields(ExpertsConfig)} - set(EXPERTS_OWN)
-            bad = sorted(set(self.experts) - known)
-            if bad:
-                raise UserError(f"experts: {bad} are not settings of per-experience experts",
-                                fix="use arch, experts, epochs, batch_size, lr, momentum, weight_decay, dtype")
+        bad = sorted(set(self.experts or {}) - set(expert_settings()))
+        if bad:
+            raise UserError(f"experts: {bad} are not settings of per-experience experts",
+                            fix=f"use {expert_settings()}")
         if m.uses_classifier:
             self.params.pop("classifier", None)   # a file trained on every class; squeezed per experience instead
-        self.factorised = bool(getattr(get_method(method), "factorised", False))
+        self.factorised = bool(getattr(m, "factorised", False))
         if self.factorised and not n_experiences:
             raise UserError(f"a {method} memory keeps each experience's stored parts whole, so it needs the number "
                             "of experiences up front", fix="pass n_experiences= (the benchmark's)")
