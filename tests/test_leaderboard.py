@@ -377,6 +377,12 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
     assert {r["set"] for r in kd if r["real"]} == {"random"}
     tr = [r for r in rep["rows"] if r["protocol"] == "transfer"]
     assert {r["metric"].split(" ")[0] for r in tr} == {"convnet-d2-w8-bn", "convnet-d2-w8-in"}
+    # the floor: each architecture as initialised, per set seed, not a real-image baseline but compared with the best
+    from applications.transfer.bench import NO_PRETRAIN_ROW
+    floor = [r for r in tr if r["set"] == NO_PRETRAIN_ROW]
+    assert {(r["metric"], r["set_seed"]) for r in floor} == {(r["metric"], d) for r in tr for d in (0, 1)}
+    assert not any(r["real"] for r in floor) and all(0 <= r["acc"] <= 100 for r in floor)
+    assert {x["set"] for x in rep["gains"] if x["protocol"] == "transfer"} == {"herding", NO_PRETRAIN_ROW}
     # each non-real row against the best real baseline of its column, paired by set seed
     g = [x for x in rep["gains"] if x["protocol"] == "kd"]
     assert {x["set"] for x in g} == {"herding", "noise"} and all(x["best_real"] for x in g)
@@ -389,7 +395,7 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
     assert "protocol `kd`" in md and "Data-free KD" in md and "| herding | best real |" in md
     assert "kd convnet-d2-w8-bn: smallest detectable gain over the best real-image baseline" in md
     # a second run reuses every cell and the KD teacher
-    assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 6 + 4
+    assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 6 + 6
     again = run_leaderboard(cfg, log=lambda m: (_ for _ in ()).throw(AssertionError(m)) if "train the" in m else None)
     assert again["rows"] == rep["rows"]
 

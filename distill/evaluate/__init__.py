@@ -68,8 +68,10 @@ def metric_name(kind: str, frac: float | None = None) -> str:
 
 
 def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets: dict | None = None,
-                  write: bool = True, verbose: bool = True) -> EvalReport:
-    """Evaluate each named set (``None`` = no pre-training) under ``cfg``; rows are per seed."""
+                  write: bool = True, verbose: bool = True, image_size: int | None = None,
+                  channels: int | None = None) -> EvalReport:
+    """Evaluate each named set (``None`` = no pre-training) under ``cfg``; rows are per seed. The networks' input
+    size is the sets'; ``image_size`` / ``channels`` give it when every set is None (default 32 x 32 RGB)."""
     t0 = time.time()
     dist.init_distributed(cfg.device)
     device = resolve_device(cfg.device)
@@ -80,8 +82,8 @@ def evaluate_sets(sets: dict[str, DistilledSet | None], cfg: EvalConfig, targets
         if s is not None and (s.image_size, s.channels) != (ref.image_size, ref.channels):
             raise DataError(f"set '{name}' is {s.channels}x{s.image_size}px, '{next(iter(sets))}' is "
                             f"{ref.channels}x{ref.image_size}px; evaluate sets of one resolution together")
-    size = ref.image_size if ref else 32
-    chans = ref.channels if ref else 3
+    size = ref.image_size if ref else (image_size or 32)
+    chans = ref.channels if ref else (channels or 3)
     targets = targets or load_targets(cfg.targets, size, chans, device)
     if verbose:
         from ..engine.device import describe_precision

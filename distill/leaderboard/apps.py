@@ -13,9 +13,9 @@ YAML: the protocol's ``overrides`` are the application's own keys (its ``Config`
         overrides: {students: [convnet-32-64-128-bn], iterations: 2000}
 
 Each (application, set, distillation seed, evaluation seed) is one cell, a JSON file written when done. An
-application may add reference rows of its own (Gaussian noise for KD, reservoir / herding buffers for replay);
-rows flagged ``real`` are real-image baselines, and each method is compared with the best of them per column
-(paired, Holm-corrected over the table, as every leaderboard table).
+application may add reference rows of its own (Gaussian noise for KD, reservoir / herding buffers for replay,
+random initialisation for transfer); rows flagged ``real`` are real-image baselines, and each method is compared
+with the best of them per column (paired, Holm-corrected over the table, as every leaderboard table).
 """
 from __future__ import annotations
 
