@@ -130,6 +130,8 @@ def test_two_experience_run_completes(tmp_path, monkeypatch):
     assert "| distilled (retrain) |" in res["table"] and "| class-balanced (real), retrain |" in res["table"]
     assert len(list((tmp_path / "runs").glob("*.json"))) == 4
     assert f"= {res['runs'][1]['memory_bytes']} bytes for every buffer" in res["markdown"]  # not naive's 0
+    r = res["runs"][1]   # the reservoir's row states what it holds against its budget
+    assert f"| {r['buffer']} | {r['sizes'][-1]['bytes'] / 1024:.0f} / {r['memory_bytes'] / 1024:.0f} KiB |" in res["table"]
 
     # started again with the same settings, the finished runs are reused, not recomputed
     import applications.continual.run as run_mod

@@ -225,12 +225,13 @@ def _table(cfg, bench, runs) -> str:
     agg = {(a["buffer"], a["metric"]): a for a in aggregate(rows, ("buffer", "metric"))}
     per_exp = aggregate([{"buffer": r["buffer"], "i": i, "acc": v} for r in runs for i, v in enumerate(r["seen_avg_acc"])],
                         ("buffer", "i"))
-    lines = ["| buffer | memory | final avg acc | avg forgetting | " + " | ".join(
+    lines = ["| buffer | memory used / budget | final avg acc | avg forgetting | " + " | ".join(
         f"after exp {i + 1}" for i in range(bench.n_experiences)) + " |",
         "|---|---|---|---|" + "---|" * bench.n_experiences]
     for name in dict.fromkeys(r["buffer"] for r in runs):
         run = next(r for r in runs if r["buffer"] == name)
-        mem = f"{run['memory_bytes'] / 1024:.0f} KiB" if run["memory_bytes"] else "–"
+        mem = (f"{run['sizes'][-1]['bytes'] / 1024:.0f} / {run['memory_bytes'] / 1024:.0f} KiB"   # a buffer may hold
+               if run["memory_bytes"] else "–")                                                  # less than its budget
         a, f = agg[(name, "final_avg_acc")], agg[(name, "avg_forgetting")]
         seen = [fmt(p["mean"], p["std"], p["n"]) for p in per_exp if p["buffer"] == name]
         lines.append(f"| {name} | {mem} | {fmt(a['mean'], a['std'], a['n'])} | {fmt(f['mean'], f['std'], f['n'])} | "
