@@ -55,6 +55,20 @@ def test_evaluate_sets_writes_a_complete_table(tmp_path):
     assert all(0 <= r["acc"] <= 100 for r in rep.rows)
 
 
+
+def test_no_pretraining_alone_builds_networks_at_the_size_it_is_given(tmp_path, monkeypatch):
+    """With no set to say it (the transfer floor), the networks' input size is the caller's, not a 32 px default."""
+    import distill.evaluate as ev
+    made, real = [], ev.create_model
+    monkeypatch.setattr(ev, "create_model", lambda *a, **k: (made.append((k["image_size"], k["in_chans"])),
+                                                              real(*a, **k))[1])
+    train, test = small_source(10).resized(16), small_source(5, split="test").resized(16)
+    cfg = EvalConfig(arch=TINY, finetune=FinetuneConfig(enabled=False), linear=LinearConfig(steps=5), seeds=[0],
+                     output=str(tmp_path))
+    rep = evaluate_sets({NO_PRETRAIN: None}, cfg, targets={"sample": (train, test, TargetConfig())}, write=False,
+                        verbose=False, image_size=16, channels=3)
+    assert made == [(16, 3)] and rep.rows and all(0 <= r["acc"] <= 100 for r in rep.rows)
+
 def test_aggregate_mean_and_sample_std():
     rows = [{"set": "a", "acc": v} for v in (1.0, 2.0, 4.0)] + [{"set": "b", "acc": 5.0}]
     agg = aggregate(rows, ("set",))
