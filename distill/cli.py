@@ -469,12 +469,18 @@ def evaluate(sets, config_path, protocol, targets, arch, seeds, output, print_co
 @click.option("--time-limit", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="stop after the set or cell that crosses SECONDS (exit status 3); the same command continues, "
                    "reusing finished sets and cells")
+@click.option("--render-only", is_flag=True,
+              help="make nothing: render the tables from the result files in the config's `results:` folder alone "
+                   "(e.g. committed docs/results/NAME in a fresh clone)")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="make nothing: from the result files that exist, print per primary comparison the spread of its "
+                   "paired differences and the set seeds needed to detect `target_gain` points with `power`")
 @_OVERRIDES
-def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit, overrides):
+def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit, render_only, plan_only, overrides):
     """Every method and baseline, made (or reused) and evaluated under each protocol with the same seeds;
     tables, paired gains, a plot. Resumable cell by cell.  OVERRIDES: key=value ..."""
     from .config import load_config, to_dict, to_yaml
-    from .leaderboard import LeaderboardConfig, run_leaderboard, update_docs
+    from .leaderboard import LeaderboardConfig, run_leaderboard, update_docs, write_leaderboard
     if check_docs:
         from .engine.provenance import blocks, stale_blocks
         from .leaderboard.render import load_for_check
@@ -502,7 +508,29 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
                             "evaluate) under torchrun")
     from .engine.provenance import git_commit
     commit = git_commit()       # the code this run executes, before a long run ends after later commits
-    rep = run_leaderboard(cfg, time_limit=time_limit)
+    if render_only or plan_only:
+        import time as _time
+        from .leaderboard.render import plan_markdown
+        from .leaderboard.results import load_results, results_root
+        from .leaderboard.stats import plan
+        rows, info, notes = load_results(cfg)
+        if not rows:
+            raise UserError(f"no result files of leaderboard `{cfg.name}` under {results_root(cfg)}",
+                            fix="run `ssdd leaderboard` with this config first, or point `results=` at the folder "
+                                "that holds its cells/")
+        for n in notes:
+            click.echo(f"note: {n}", err=True)
+        if plan_only:
+            if not cfg.primary:
+                raise UserError(f"leaderboard `{cfg.name}` declares no primary comparisons",
+                                fix="add `primary: [{set: krr_st, vs: random, protocol: krrst}, ...]` to its config")
+            click.echo(plan_markdown(cfg, plan(cfg, rows)))
+            return
+        t0 = _time.time()
+        rep = write_leaderboard(cfg, rows, info, 0.0)
+        click.echo(f"rendered from {len(rows)} result rows under {results_root(cfg)} ({_time.time() - t0:.1f}s)")
+    else:
+        rep = run_leaderboard(cfg, time_limit=time_limit)
     if rep is None:     # exit status 3: unfinished, resumable (scripts chain runs on it)
         click.echo("stopped at the time limit; run the same command again to continue")
         sys.exit(3)

@@ -55,15 +55,69 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say, time_limit: float | None =
         return None
 
 
+def expected_cells(cfg: LeaderboardConfig) -> dict[tuple, set | None]:
+    """Every evaluation-protocol cell the config asks for: (protocol, group, row slug, set seed or None, seed) ->
+    the evaluation-config keys (``ekey``) a result file of that cell may carry. What ``--render-only`` reads."""
+    from .results import group_slug
+    out: dict[tuple, set | None] = {}
+    for p in cfg.protocols:
+        if is_application(p.name):
+            continue
+        for spec in cfg.sources:
+            for budget in spec.budgets:
+                group = group_slug(spec.data.name, budget)
+                for row in cfg.all_rows():
+                    label = row_label(row)
+                    for dseed in cfg.row_seeds(label, p.title):
+                        for seed in cfg.seeds:
+                            out[(p.title, group, _slug(label), dseed, seed)] = {
+                                eval_key(cfg, p, label, spec.data.name, budget, seed, dseed, {})}
+                if cfg.equal_bytes:
+                    for base in cfg.baselines:
+                        for dseed in cfg.row_seeds(base + EQUAL_BYTES, p.title):
+                            for seed in cfg.seeds:
+                                out[(p.title, group, _slug(base + EQUAL_BYTES), dseed, seed)] = None
+                refs = []
+                if cfg.full_source:
+                    refs.append((FULL_SOURCE, cfg.full_source_epochs))
+                if cfg.full_source_converged_epochs:
+                    refs.append((FULL_SOURCE, cfg.full_source_converged_epochs))
+                for seed in cfg.seeds:
+                    for _, epochs in refs:
+                        # the label holds the source's size, which only the run knows: any full-source file counts
+                        out.setdefault((p.title, group, "*full", None, seed), set()).add(
+                            eval_key(cfg, p, None, spec.data.name, budget, seed, None, {"full": True, "epochs": epochs}))
+                    if cfg.no_pretrain:
+                        out[(p.title, group, _slug(NO_PRETRAIN), None, seed)] = {
+                            eval_key(cfg, p, NO_PRETRAIN, spec.data.name, budget, seed, None, {})}
+    return out
+
+
+def eval_key(cfg, p: ProtocolSpec, label, source: str, budget: int, seed: int, set_seed, extra: dict) -> str:
+    """The digest of what a cell's evaluation depends on besides its set: the resolved EvalConfig (before the
+    run fills in local paths), the row, source and budget."""
+    ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
+    if extra.get("full") and extra.get("epochs"):
+        ecfg.pretrain.epochs = extra["epochs"]
+    d = {k: v for k, v in to_dict(ecfg).items() if k != "output"}     # where a report would go changes nothing
+    return _digest([d, None if extra.get("full") else label, source, budget])
+
+
 def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
+    from ..engine.provenance import git_commit
+    from .results import check_unit_machine, group_slug, load_results, results_root, stamp, write_group_info, \
+        write_set_info
     device = resolve_device(cfg.device)
     cfg.check_scale(device.type)
     out = Path(cfg.output)
+    root = results_root(cfg)
+    run = {"stamp": stamp(device, cfg.amp), "commit": git_commit(), "root": root, "used": {}}
     cells: list[dict] = []
     info: dict[str, dict] = {}
     # an application that fills its own memory from each row's method (continual replay) needs none of the
     # rows' sets: a run of such protocols alone makes no sets, experts or classifiers
     needs_sets = any(not is_application(p.name) or get_application(p.name).uses_sets for p in cfg.protocols)
+    evals = [p for p in cfg.protocols if not is_application(p.name)]
     for spec in cfg.sources:
         src = _source(spec, device)
         teacher = Teacher.load(spec.teacher).to(device) if spec.teacher else None
@@ -80,48 +134,81 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
             experts = classifier = None
         for budget in spec.budgets:
             folder = made / "sets" / f"{skey}-n{budget}"
+            gslug = group_slug(spec.data.name, budget)
+            group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
+                     "experts": _experts_info(experts), "classifier": _classifier_info(classifier),
+                     "tests": {name: [len(test), tcfg.test_per_class] for name, (_, test, tcfg) in targets.items()}}
+            write_group_info(root, gslug, group)
+
+            def evaluate(batch: dict):
+                for p in evals:
+                    for (label, dseed), (path, s, extra) in batch.items():
+                        if dseed is not None and dseed not in cfg.row_seeds(label, p.title):
+                            continue
+                        if dseed is None and p.rows and label not in p.rows:
+                            continue
+                        for seed in cfg.seeds:
+                            _left(deadline)
+                            cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log,
+                                               classifier, set_seed=dseed, run=run))
             # (label, distillation seed or None for rows that do not depend on it) -> (path, set, extra)
             sets: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
-            for dseed in cfg.distill_seeds:
-                for row in cfg.all_rows():
-                    if not needs_sets:      # every protocol makes its own memory from the row's method
-                        sets[(row_label(row), dseed)] = (None, None, {"method": row.method})
-                        continue
-                    path, s = make_set(cfg, spec, src, teacher, row, budget, folder, log, experts, classifier, deadline,
-                                       seed=dseed)
-                    if path is not None:
-                        sets[(row_label(row), dseed)] = (path, s, {"method": row.method})
-            if cfg.equal_bytes and needs_sets:
-                sets.update(_equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, sets))
+            refs: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
             if cfg.full_source or cfg.full_source_converged_epochs:
                 row = RowSpec(method="random", label=FULL_SOURCE)
                 path, s = make_set(cfg, spec, src, teacher, row, len(src), made / "sets" / f"{skey}-full", log,
                                    deadline=deadline)
                 if cfg.full_source:
-                    sets[(f"{FULL_SOURCE} ({len(src)})", None)] = (path, s, {"method": "random", "full": True,
+                    refs[(f"{FULL_SOURCE} ({len(src)})", None)] = (path, s, {"method": "random", "full": True,
                                                                              "epochs": cfg.full_source_epochs})
                 if cfg.full_source_converged_epochs:
                     label = f"{FULL_SOURCE} ({len(src)}, converged: {cfg.full_source_converged_epochs} epochs)"
-                    sets[(label, None)] = (path, s, {"method": "random", "full": True,
+                    refs[(label, None)] = (path, s, {"method": "random", "full": True,
                                                      "epochs": cfg.full_source_converged_epochs})
+                for (label, _), (_, s, _) in refs.items():
+                    write_set_info(root, gslug, label, None, s, run["stamp"])
             if cfg.no_pretrain:
-                sets[(NO_PRETRAIN, None)] = (None, None, {"method": None})
-            group = {"source": spec.data.name, "budget": budget, "teacher": tinfo, "source_images": len(src),
-                     "experts": _experts_info(experts), "classifier": _classifier_info(classifier),
-                     "tests": {name: [len(test), tcfg.test_per_class] for name, (_, test, tcfg) in targets.items()}}
+                refs[(NO_PRETRAIN, None)] = (None, None, {"method": None})
+            evaluate(refs)
+            # one set seed at a time, its sets made and its cells evaluated before the next: a campaign stopped
+            # anywhere leaves whole set seeds behind it (and at most one unfinished), each from one machine
+            for dseed in cfg.distill_seeds:
+                batch = {}
+                for row in cfg.all_rows():
+                    label = row_label(row)
+                    if dseed not in cfg.row_seeds(label):
+                        continue
+                    if not needs_sets:      # every protocol makes its own memory from the row's method
+                        batch[(label, dseed)] = (None, None, {"method": row.method})
+                        continue
+                    if evals:
+                        check_unit_machine(root, gslug, dseed, run["stamp"])
+                    path, s = make_set(cfg, spec, src, teacher, row, row.budget or budget, folder, log, experts,
+                                       classifier, deadline, seed=dseed)
+                    if path is not None:
+                        batch[(label, dseed)] = (path, s, {"method": row.method})
+                        write_set_info(root, gslug, label, dseed, s, run["stamp"])
+                sets.update(batch)
+                evaluate(batch)
+            if cfg.equal_bytes and needs_sets:
+                eq = _equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, sets)
+                for (label, dseed), (_, s, _) in eq.items():
+                    write_set_info(root, gslug, label, dseed, s, run["stamp"])
+                sets.update(eq)
+                evaluate(eq)
+            sets.update(refs)
             for p in cfg.protocols:
                 if is_application(p.name):
                     ctx = AppContext(cfg=cfg, spec=spec, src=src, teacher=teacher, targets=targets, device=device,
                                      folder=out / "apps" / p.name / skey, budget=budget, log=log)
-                    cells.extend(_app_cells(cfg, p, ctx, sets, group, out, log, deadline))
-                    continue
-                for (label, dseed), (path, s, extra) in sets.items():
-                    for seed in cfg.seeds:
-                        _left(deadline)
-                        cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log, classifier,
-                                           set_seed=dseed))
+                    cells.extend(_app_cells(cfg, p, ctx, sets, group, root, log, deadline, run))
+            write_group_info(root, gslug, group)
             info[f"{spec.data.name} N={budget}"] = {**group, "rows": _row_info(sets)}
-    return write_leaderboard(cfg, cells, info, time.time() - t0)
+    # the report is rendered from the result files this run used, as `--render-only` renders it from a clone
+    rows, info2, _ = load_results(cfg, wanted=run["used"])
+    for name, gi in info.items():
+        info2.setdefault(name, gi)
+    return write_leaderboard(cfg, rows, info2, time.time() - t0)
 
 
 def _equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, sets) -> dict:
@@ -163,7 +250,7 @@ def _row_info(sets: dict) -> dict:
 
 
 def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, out: Path, log,
-               deadline) -> list[dict]:
+               deadline, run: dict | None = None) -> list[dict]:
     """An application over every set of equal bytes (the rows; not the full source or no pre-training) and its
     own references, each evaluation seed: one cell file each, reused when it exists."""
     app = get_application(p.name)(ctx, p.overrides)
@@ -190,6 +277,8 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             dpart = "" if dseed is None else f"-d{dseed}"
             file = (out / "cells" / p.title /
                     f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json")
+            if run is not None:
+                run["used"].setdefault(p.title, set()).add(key)
             if file.exists():
                 done = json.loads(file.read_text())
                 group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
@@ -206,7 +295,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                      "set_seed": dseed, "application": True, "real": bool(real),
                      "lower_better": r.get("metric") in app.lower_better,
                      "info": r.get("metric") in app.info_metrics, "percent": r.get("percent", True)} for r in res]
-            write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
+            _write_cell(file, rows, time.time() - t, path, run, key)
             group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
             vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows) or "not run by this application"
             sseed = "" if dseed is None else f"set seed {dseed}, "
@@ -215,8 +304,19 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     return out_rows
 
 
+def _write_cell(file: Path, rows, seconds, path, run: dict | None, ekey: str) -> None:
+    if run is None:
+        write_json(file, {"rows": rows, "seconds": round(seconds, 1), "set": path})
+        return
+    from .results import write_cell
+    write_cell(file, rows, seconds, path, run["stamp"], ekey, run["commit"])
+
+
 def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
-          classifier: str | None = None, set_seed: int | None = None) -> list[dict]:
+          classifier: str | None = None, set_seed: int | None = None, run: dict | None = None) -> list[dict]:
+    ekey = eval_key(cfg, p, label, group["source"], group["budget"], seed, set_seed, extra)
+    if run is not None:
+        out = run["root"]
     ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
     if ecfg.relabel.enabled:
         if s is None:                # nothing to train a student on
@@ -229,6 +329,8 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     key = _digest([to_dict(ecfg), set_id, label, group["source"], group["budget"]])
     dpart = "" if set_seed is None else f"-d{set_seed}"
     file = out / "cells" / p.title / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
+    if run is not None:
+        run["used"].setdefault(p.title, set()).add(key)
     if file.exists():
         done = json.loads(file.read_text())
         group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
@@ -239,7 +341,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     rows = [{**r, **{k: v for k, v in group.items() if k not in info_keys},
              "protocol": p.title, "seed": seed, "run_seed": unit_seed(seed, set_seed),
              "method": extra.get("method"), "set_seed": set_seed} for r in rep.rows]
-    write_json(file, {"rows": rows, "seconds": round(time.time() - t, 1), "set": path})
+    _write_cell(file, rows, time.time() - t, path, run, ekey)
     group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
     accs = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.2f}" for r in rows)
     sseed = "" if set_seed is None else f"set seed {set_seed}, "

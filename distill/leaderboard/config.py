@@ -25,6 +25,8 @@ class RowSpec:
     steps: int | None = None
     class_conditional: bool = False
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # this row's own budget (None: the source's): e.g. KRR-ST at the bytes of a Boost set of the source's budget
+    budget: int | None = None
 
 
 @dataclasses.dataclass
@@ -51,10 +53,29 @@ class ProtocolSpec:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     # the same protocol twice with other overrides needs a label for its tables and cells (e.g. "scdd e200")
     label: str = ""
+    # evaluate only these rows (labels) under this protocol (empty: every row); e.g. the `scdd` protocol's
+    # relabelling for SC-DD and the random subset it is compared with
+    rows: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def title(self) -> str:
         return self.label or self.name
+
+
+@dataclasses.dataclass
+class ComparisonSpec:
+    """One pre-declared comparison of the primary family: row ``set`` against row ``vs`` under protocol
+    ``protocol`` (its name or label), on ``metrics`` (e.g. ``[linear@1%, linear@5%]``; empty: every metric of
+    the protocol) of every target."""
+
+    set: str = ""
+    vs: str = ""
+    protocol: str = ""
+    metrics: list[str] = dataclasses.field(default_factory=list)
+
+    def matches(self, protocol: str, metric: str, label: str, baseline: str) -> bool:
+        return (protocol == self.protocol and label == self.set and baseline == self.vs
+                and (not self.metrics or metric in self.metrics))
 
 
 @dataclasses.dataclass
@@ -98,6 +119,19 @@ class LeaderboardConfig:
     # run and report only these of `protocols` (by name or label); empty: all. A preset that runs one application
     # of a shared base, e.g. `base: apps_cifar10_cpu.yaml` + `only: [kd]`
     only: list[str] = dataclasses.field(default_factory=list)
+    # the pre-declared primary family (issue 34): the comparisons the run is designed to answer, Holm-corrected among
+    # themselves only; every other comparison is secondary (exploratory), corrected within its own table. A primary
+    # comparison may pair any two rows (``vs`` need not be a baseline)
+    primary: list[ComparisonSpec] = dataclasses.field(default_factory=list)
+    # distillation seeds of the rows outside the primary family (empty: ``distill_seeds``), e.g. 10 seeds for the
+    # primary rows and the first 3 for the rest
+    secondary_seeds: list[int] = dataclasses.field(default_factory=list)
+    # the gain (points) and power the primary family is planned for (`ssdd leaderboard --plan`, the table's first line)
+    target_gain: float = 2.0
+    power: float = 0.8
+    # where each cell's small result file is written (and committed: docs/results/<name>); tables can be rendered
+    # from this folder alone (`--render-only`). Empty: OUTPUT (cells/, sets/, info.json beside the sets)
+    results: str = ""
 
     def validate(self):
         if self.only:
@@ -107,6 +141,7 @@ class LeaderboardConfig:
                 raise ConfigError(f"only: {unknown} are not protocols of this leaderboard",
                                   fix=f"its protocols are: {', '.join(titles)}")
             self.protocols = [p for p in self.protocols if p.title in self.only]
+            self.primary = [c for c in self.primary if c.protocol in self.only]
         for r in self.all_rows():
             get_method(r.method)
         labels = [row_label(r) for r in self.all_rows()]
@@ -133,6 +168,48 @@ class LeaderboardConfig:
             raise ConfigError("a leaderboard needs at least one seed and one distillation seed")
         if len(set(self.distill_seeds)) != len(self.distill_seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds and distill_seeds must not repeat a seed")
+        extra = [s for s in self.secondary_seeds if s not in self.distill_seeds]
+        if extra:
+            raise ConfigError(f"secondary_seeds {extra} are not in distill_seeds {list(self.distill_seeds)}",
+                              fix="secondary rows take a subset of the distillation seeds")
+        known = set(labels) | {b + EQUAL_BYTES for b in self.baselines}
+        for i, c in enumerate(self.primary):
+            bad = [x for x in (c.set, c.vs) if x not in known]
+            if bad:
+                raise ConfigError(f"primary.{i}: {bad} are not rows of this leaderboard",
+                                  fix=f"rows are: {', '.join(labels)}")
+            if c.protocol not in titles:
+                raise ConfigError(f"primary.{i}: protocol '{c.protocol}' is not a protocol of this leaderboard",
+                                  fix=f"its protocols are: {', '.join(titles)}")
+            if c.set == c.vs:
+                raise ConfigError(f"primary.{i} compares {c.set} with itself")
+        for p in self.protocols:
+            bad = [r for r in p.rows if r not in known]
+            if bad:
+                raise ConfigError(f"protocol `{p.title}`: rows {bad} are not rows of this leaderboard",
+                                  fix=f"rows are: {', '.join(labels)}")
+        if not 0 < self.power < 1 or self.target_gain <= 0:
+            raise ConfigError(f"power must be in (0, 1) and target_gain positive, got {self.power}, {self.target_gain}")
+
+    def primary_rows(self, protocol: str | None = None) -> set[str]:
+        """The labels of the rows a primary comparison reads (under ``protocol``; None: any protocol)."""
+        return {x for c in self.primary if protocol is None or c.protocol == protocol for x in (c.set, c.vs)}
+
+    def row_seeds(self, label: str, protocol: str | None = None) -> list[int]:
+        """The distillation seeds of row ``label`` (evaluated under ``protocol``; None: for its set): every one for
+        the rows a primary comparison reads (under that protocol), and for all rows when no ``secondary_seeds``
+        are given; else ``secondary_seeds``. Empty when the protocol's ``rows`` leave the row out."""
+        if protocol is not None:
+            spec = next((p for p in self.protocols if p.title == protocol), None)
+            if spec is not None and spec.rows and label not in spec.rows:
+                return []
+        if protocol is None:
+            return sorted({d for p in self.protocols for d in self.row_seeds(label, p.title)},
+                          key=list(self.distill_seeds).index)
+        prim = self.primary_rows(protocol)
+        if not self.secondary_seeds or label in prim or label.removesuffix(EQUAL_BYTES) in prim:
+            return list(self.distill_seeds)
+        return list(self.secondary_seeds)
 
     def all_rows(self) -> list[RowSpec]:
         """Every row with the preset's method settings: ``rows`` (empty: one per registered method) and

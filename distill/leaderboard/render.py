@@ -21,10 +21,14 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     room = headroom(cfg, rows, g)
     not_percent = {(r["protocol"], r["metric"]) for r in rows if r.get("percent") is False}
     md = [f"### Leaderboard `{cfg.name}`\n"]
+    prim = [x for x in g if x.get("primary")]
+    if cfg.primary:
+        md.extend(primary_markdown(cfg, prim))
     blind = [h for h in room if h["separates"] is False]
     if blind:
         worst = max(h["detectable"] for h in blind)
-        md.append(f"**This setting cannot separate methods closer than {worst:.1f} points**: in "
+        md.append(f"**{'Secondary comparisons: this' if cfg.primary else 'This'} setting cannot separate methods closer "
+                  f"than {worst:.1f} points**: in "
                   f"{len(blind)} of {len(room)} protocol x metric columns the headroom (full source minus "
                   f"`{cfg.baselines[0]}`) is under twice the smallest detectable gain (below).\n")
     dets = sorted(x["detectable"] for x in g if x.get("detectable") is not None
@@ -35,9 +39,20 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                   f"nothing smaller.**\n")
     md.append(f"Architecture `{cfg.arch}`; test top-1 (%), mean ± sample std over every cell of a row; no checkpoint "
               f"selection. Paired unit: the {unit}. Each gain has its 95 % interval and its two-sided paired t-test "
-              f"p, Holm-adjusted over the table's comparisons; the verdict reads the adjusted p at alpha {cfg.alpha}. "
-              f"\"det.\" is the smallest true gain that comparison would detect with 80 % power at Holm's strictest "
-              f"level (alpha / comparisons), given its observed spread.\n")
+              f"p, Holm-adjusted over " + ("its family (the primary family, or the table's secondary comparisons)"
+                                           if cfg.primary else "the table's comparisons") +
+              f"; the verdict reads the adjusted p at alpha {cfg.alpha}. "
+              f"\"det.\" is the smallest true gain that comparison would detect with {cfg.power:.0%} power at Holm's "
+              f"strictest level (alpha / comparisons in its family), given its observed spread.\n")
+    if cfg.secondary_seeds:
+        md.append(f"Rows outside the primary family were made with set seeds {list(cfg.secondary_seeds)} only; their "
+                  "comparisons pair the set seeds both rows have.\n")
+    stamps = [(gname, gi["stamps"]) for gname, gi in info.items() if gi.get("stamps")]
+    for gname, st in stamps:
+        md.append(f"Machines ({gname}): " + "; ".join(f"set seed{'s' if len(seeds) > 1 else ''} "
+                                                      f"{_seed_list(seeds)} on {kind}" for seeds, kind in st)
+                  + (" (**a mix**: each set seed on one machine, so pairs are never split across them)"
+                     if len(st) > 1 else "") + ".\n")
     for group, gi in info.items():
         cells_s = gi.get("cell_seconds") or []
         dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for r in gi.get("rows", {}).values())
@@ -94,6 +109,10 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                         md.append(f"- {t} {m}: smallest detectable gain over the best real-image baseline "
                                   f"{dets[len(dets) // 2]:.2f} (median of {len(dets)} comparisons)")
                 md.append("")
+            if cfg.primary and any(not x.get("primary") for x in gsub):
+                md.append("Secondary comparisons (**exploratory**: not declared before the run; Holm within this "
+                          "table):\n")
+            gsub = [x for x in gsub if not x.get("primary")] if cfg.primary else gsub
             if gsub:
                 md.append("| set | vs | " + " | ".join(f"{t} {m}" for t, m in cols) + " |")
                 md.append("|---|---|" + "---|" * len(cols))
@@ -119,6 +138,85 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "headroom": room, "aggregate": agg,
             "paths": paths,
             "seconds": seconds}
+
+
+UNIT_NOTE = ("The unit of every test is the set seed: a set seed draws its own subset, initialisation and "
+             "distillation randomness, which is the variation a user meets when making a set. Evaluation seeds inside "
+             "a set seed re-evaluate the same images, so they measure the evaluation's noise around one set, not the "
+             "method's spread over sets; they are averaged into one value per set seed and never counted as extra "
+             "samples (counting them would shrink the interval without adding what a claim about the method needs).")
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """``0-9`` or ``0, 2, 5``."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def primary_markdown(cfg: LeaderboardConfig, prim: list[dict]) -> list[str]:
+    """The primary family first: what it can resolve (its first line), then each comparison with its interval,
+    Holm-adjusted p (within the family), verdict, detectable gain and the set seeds it would need."""
+    target = cfg.target_gain
+    dets = [x["detectable"] for x in prim if x.get("detectable") is not None]
+    ns = sorted({x["n"] for x in prim})
+    short = [x for x in prim if x.get("detectable") is None or x["detectable"] > target]
+    if not prim:
+        head = (f"**Primary family ({len(cfg.primary)} pre-declared comparisons): no cells yet, so nothing is "
+                "resolved.**")
+    elif not short:
+        head = (f"**Primary family ({len(prim)} pre-declared comparisons, Holm among themselves, {_seed_list(ns)} set "
+                f"seeds): resolves true gains of {max(dets):.2f} points or more in every comparison "
+                f"({min(dets):.2f}-{max(dets):.2f}, {cfg.power:.0%} power), within the {target:g}-point goal.**")
+    else:
+        need = [x.get("seeds_needed") for x in short]
+        need_s = ("; it would need " + (f"up to {max(n for n in need if n)} set seeds" if any(need) else
+                                        "more than 1000 set seeds") + f" to resolve {target:g} points"
+                  + (" (some never at this spread)" if any(n is None for n in need) and any(need) else ""))
+        head = (f"**Primary family ({len(prim)} pre-declared comparisons, Holm among themselves, {_seed_list(ns)} set "
+                f"seeds): resolves true gains of {min(dets) if dets else float('nan'):.2f}-"
+                f"{max(dets) if dets else float('nan'):.2f} points ({cfg.power:.0%} power); {len(short)} of "
+                f"{len(prim)} comparisons cannot resolve the {target:g}-point goal{need_s}.**")
+    out = [head + "\n", UNIT_NOTE + "\n"]
+    if prim:
+        out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
+                   f"det. | set seeds for {target:g} pts |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for x in prim:
+            ci = f" [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x.get("ci") else ""
+            p = "–" if x["p"] is None else f"{x['p']:.4f} / {x['p_adj']:.4f}"
+            det = "–" if x.get("detectable") is None else f"{x['detectable']:.2f}"
+            need = x.get("seeds_needed")
+            need_s = "–" if x["n"] < 2 else (">1000" if need is None else str(need))
+            out.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x['target']} {x['metric']} | {x['n']} | "
+                       f"{x['gain']:+.2f}{ci} | {p} | {x['verdict']} | {det} | {need_s} |")
+        out.append("")
+    return out
+
+
+def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
+    """``ssdd leaderboard --plan``: per primary comparison, the spread observed so far and the set seeds needed."""
+    m = len([x for x in planned if x["n"] > 0]) or len(planned)
+    level = cfg.alpha / max(1, m)
+    lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm among themselves (strictest "
+             f"level alpha / {m} = {level:.4f}); goal: detect a true gain of {cfg.target_gain:g} points with "
+             f"{cfg.power:.0%} power; configured set seeds: {len(cfg.distill_seeds)}.", "", UNIT_NOTE, "",
+             f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
+             f"det. at {len(cfg.distill_seeds)} seeds | set seeds for {cfg.target_gain:g} pts |",
+             "|---|---|---|---|---|---|---|---|"]
+    from .stats import detectable_gain
+    for x in planned:
+        sd = x.get("gain_std")
+        at_cfg = None if not sd else detectable_gain(sd, len(cfg.distill_seeds), level, cfg.power)
+        need = x.get("seeds_needed")
+        f = (lambda v: "–" if v is None else f"{v:.2f}")
+        lines.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x.get('target', '')} {x['metric']} | "
+                     f"{x['n']} | {f(sd)} | {f(x.get('detectable'))} | {f(at_cfg)} | "
+                     f"{'–' if x['n'] < 2 else ('>1000' if need is None else need)} |")
+    lines += ["", "The spread is that of the paired differences over set seeds observed so far; with few set seeds it "
+              "is itself uncertain, so plan with margin and re-plan as units arrive."]
+    return "\n".join(lines) + "\n"
 
 
 def _duration(seconds: float) -> str:

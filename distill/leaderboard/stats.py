@@ -9,15 +9,17 @@ from .config import FULL_SOURCE, LeaderboardConfig, all_baselines
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment over one family: the i-th smallest p (i = 1..m) becomes
-    max_{j <= i} min(1, (m - j + 1) p_(j)); ``None`` entries (no test) stay None and are not counted."""
-    idx = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
-    m = len(idx)
+    """Holm's step-down adjustment over one family (statsmodels' ``multipletests(method="holm")``): the i-th
+    smallest p (i = 1..m) becomes max_{j <= i} min(1, (m - j + 1) p_(j)); ``None`` entries (no test) stay None
+    and are not counted in m."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
     out: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(idx):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        out[i] = running
+    if not idx:
+        return out
+    from statsmodels.stats.multitest import multipletests
+    adj = multipletests([pvalues[i] for i in idx], method="holm")[1]
+    for i, a in zip(idx, adj):
+        out[i] = float(a)
     return out
 
 
@@ -34,6 +36,9 @@ def paired_ci(d: list[float], level: float = 0.95) -> tuple[float, float] | None
 
 
 def detectable_gain(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    # statsmodels' TTestPower.solve_power gives the same effect where its root finder converges (tested); at 2-3
+    # pairs and a Holm level it stops at its bound (10.0 instead of 18.5 at n = 3, alpha = 0.05 / 32), so the
+    # noncentral t is integrated here
     """The smallest true mean difference a two-sided paired t-test at level ``alpha`` detects with probability
     ``power``, given the standard deviation ``sd`` of the paired differences over ``n`` pairs: the delta with
     P(|T| > t_{1-alpha/2, n-1}) = power for T ~ noncentral t(n - 1, delta sqrt(n) / sd). None below 2 pairs.
@@ -43,6 +48,28 @@ def detectable_gain(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) 
     if sd == 0:
         return None       # no spread: no power computation
     return sd * _detectable_effect(n, round(alpha, 12), power)
+
+
+def seeds_needed(sd: float, target: float, alpha: float, power: float = 0.8, most: int = 1000) -> int | None:
+    """The smallest number of paired units (set seeds) at which a true gain of ``target`` is detected with
+    ``power`` by a two-sided paired t-test at ``alpha``, given the standard deviation ``sd`` of the paired
+    differences: the least n with detectable_gain(sd, n, alpha, power) <= target (the detectable gain falls
+    with n). None when even ``most`` units do not reach it; 2 when there is no spread."""
+    if sd <= 0:
+        return 2
+    ok = lambda n: detectable_gain(sd, n, alpha, power) <= target      # noqa: E731
+    lo, hi = 1, 2                          # ok(hi) after the doubling; not ok(lo) (1 unit: no test at all)
+    while not ok(hi):
+        if hi >= most:
+            return None
+        lo, hi = hi, min(2 * hi, most)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,6 +83,9 @@ def _detectable_effect(n: int, alpha: float, power: float) -> float:
         # P(|Z + nc| > crit sqrt(V / df)), V ~ chi2(df): the noncentral t's two tails, integrated over V
         # (scipy's nct.sf returns nan far in the tail, e.g. df = 2 at a Holm-corrected alpha)
         nc = effect * math.sqrt(n)
+        tails = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+        if math.isfinite(tails) and 1e-12 < tails < 1:
+            return float(tails) - power
 
         def f(v):
             c = crit * math.sqrt(v / df)
@@ -135,33 +165,66 @@ def compare(a: list[float], b: list[float]) -> dict:
 
 
 def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
-    """Each row's gain over each baseline, per (protocol, source, budget, target, metric), paired by unit
-    (:func:`unit_values`). One table (protocol, source, budget) is one family: its p-values are Holm-adjusted
-    together, the verdict reads the adjusted p, and each comparison states the smallest gain it could detect
-    with 80 % power at Holm's strictest level (alpha / the family's size) given its observed variance."""
+    """Each row's gain over each baseline, and each pre-declared primary comparison (``cfg.primary``: any two rows),
+    per (protocol, source, budget, target, metric), paired by unit (:func:`unit_values`).
+
+    Two kinds of family. The primary comparisons form one family across the whole leaderboard, declared before the
+    run and Holm-adjusted among themselves only. Every other comparison is secondary (exploratory): one table
+    (protocol, source, budget) is one family, Holm-adjusted together. A comparison is in exactly one family. The
+    verdict reads the adjusted p, and each comparison states the smallest gain it could detect with ``cfg.power``
+    at Holm's strictest level of its family (alpha / the family's size) given its observed spread; primary ones
+    also the number of units (set seeds) that would bring that down to ``cfg.target_gain``."""
     by_set = len(getattr(cfg, "distill_seeds", [0])) > 1
     vals = unit_values([r for r in rows if not r.get("application")], by_set)
     bases = all_baselines(cfg)
+    prim = list(getattr(cfg, "primary", []) or [])
     out = app_gains([r for r in rows if r.get("application") and not r.get("info")], by_set)
     for (proto, src, n, tgt, metric, label), accs in vals.items():
-        if label in bases or is_reference(label):
+        if is_reference(label):
             continue
-        for base in bases:
+        against = {} if label in bases else {b: False for b in bases}
+        for c in prim:
+            if c.set == label and c.protocol == proto and (not c.metrics or metric in c.metrics):
+                against[c.vs] = True
+        for base, primary in against.items():
             ref = vals.get((proto, src, n, tgt, metric, base))
             if not ref:
                 continue
             a, b = _pair(accs, ref)
             out.append({"protocol": proto, "source": src, "budget": n, "target": tgt, "metric": metric, "set": label,
-                        "baseline": base, **compare(a, b)})
+                        "baseline": base, "primary": primary, **compare(a, b)})
     families: dict[tuple, list[dict]] = {}
     for x in out:
-        families.setdefault((x["protocol"], x["source"], x["budget"]), []).append(x)
-    for fam in families.values():
+        fam = ("primary",) if x.get("primary") else (x["protocol"], x["source"], x["budget"])
+        families.setdefault(fam, []).append(x)
+    power = getattr(cfg, "power", 0.8)
+    for name, fam in families.items():
         adj = holm([x["p"] for x in fam])
+        level = cfg.alpha / len(fam)
         for x, pa in zip(fam, adj):
             x["p_adj"], x["family"] = pa, len(fam)
-            x["detectable"] = detectable_gain(x["gain_std"], x["n"], cfg.alpha / len(fam))
+            x["detectable"] = detectable_gain(x["gain_std"], x["n"], level, power)
             x["verdict"] = verdict(x["gain"], pa, cfg.alpha, x["n"])
+            if name == ("primary",):
+                x["seeds_needed"] = seeds_needed(x["gain_std"], getattr(cfg, "target_gain", 2.0), level, power) \
+                    if x["n"] > 1 else None
+    return out
+
+
+def plan(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
+    """Per primary comparison, from the cells that exist: the units it has, the spread of its paired differences,
+    the gain it detects now, and the set seeds it needs for ``cfg.target_gain`` at ``cfg.power`` under the
+    primary family's Holm correction (its strictest level, alpha / the family's size). A declared comparison
+    with no cells yet is listed with ``n`` 0."""
+    g = [x for x in gains(cfg, rows) if x.get("primary")]
+    out = []
+    for c in cfg.primary:
+        found = [x for x in g if (x["protocol"], x["set"], x["baseline"]) == (c.protocol, c.set, c.vs)
+                 and (not c.metrics or x["metric"] in c.metrics)]
+        if not found:
+            out.append({"protocol": c.protocol, "set": c.set, "baseline": c.vs, "metric": ", ".join(c.metrics) or "*",
+                        "target": "", "n": 0, "gain_std": None, "detectable": None, "seeds_needed": None})
+        out.extend(found)
     return out
 
 

@@ -1,0 +1,202 @@
+"""Results that outlive a machine: every cell's small result file, the sets' and sources' facts a table
+prints, and the tables rendered from those files alone.
+
+Layout of a results folder (``results:`` in the config, committed as ``docs/results/<name>``; default the
+run's output folder)::
+
+    cells/<protocol>/<source>-n<budget>-<row>[-d<set seed>]-s<seed>-<key>.json   rows, seconds, stamp, ekey
+    sets/<source>-n<budget>/<row>[-d<set seed>].json                              distill seconds, storage, stamp
+    info/<source>-n<budget>.json                                                   teacher, experts, tests
+
+A stamp is (machine, precision, torch): the CPU model with its bf16 units or the GPU, and the precision
+policy. All cells of one set seed must share machine and precision (``check_unit_machines``): a set seed is
+the unit of every paired test, and a unit whose cells came from an AVX2 CPU in fp32 and an AVX512-BF16 CPU
+in bf16 would pair numbers that differ for reasons other than the method. Reference rows (full source, no
+pre-training) pair with every unit and are stamped too; the table states the mix.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from ..engine.files import write_json
+from ..errors import UserError
+from .config import LeaderboardConfig, _slug
+
+CELL_NAME = re.compile(r"^(?P<group>.+?-n\d+)-(?P<row>.+?)(?:-d(?P<dseed>\d+))?-s(?P<seed>\d+)-(?P<key>[0-9a-f]{12})\.json$")
+
+
+def results_root(cfg: LeaderboardConfig) -> Path:
+    return Path(cfg.results) if cfg.results else Path(cfg.output)
+
+
+def group_slug(source: str, budget: int) -> str:
+    return f"{_slug(source)}-n{budget}"
+
+
+def stamp(device, amp: str) -> dict:
+    """What a number depends on besides the code and the seed: the machine and the precision it ran in."""
+    import torch
+
+    from ..engine.device import describe_precision
+    from ..engine.provenance import machine
+    return {"machine": machine(device), "precision": describe_precision(torch.device(device), amp),
+            "torch": torch.__version__}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return (a.get("machine"), a.get("precision")) == (b.get("machine"), b.get("precision"))
+
+
+def describe_stamp(s: dict) -> str:
+    return f"{s.get('machine', '?')}, {s.get('precision', '?')}"
+
+
+def write_cell(file: Path, rows: list[dict], seconds: float, set_path: str | None, st: dict, ekey: str,
+               commit: str) -> None:
+    write_json(file, {"rows": rows, "seconds": round(seconds, 1), "set": Path(set_path).name if set_path else None,
+                      "stamp": st, "ekey": ekey, "commit": commit, "date": time.strftime("%Y-%m-%d")})
+
+
+def cell_files(root: Path, protocol: str | None = None) -> list[Path]:
+    base = root / "cells"
+    if protocol is not None:
+        base = base / protocol
+    return sorted(base.rglob("*.json")) if base.exists() else []
+
+
+def unit_stamps(root: Path, group: str, dseed: int) -> dict[Path, dict]:
+    """The stamps of every cell file of set seed ``dseed`` of ``group`` (any protocol)."""
+    out = {}
+    for f in cell_files(root):
+        m = CELL_NAME.match(f.name)
+        if m and m["group"] == group and m["dseed"] is not None and int(m["dseed"]) == dseed:
+            st = json.loads(f.read_text()).get("stamp")
+            if st:
+                out[f] = st
+    return out
+
+
+def check_unit_machine(root: Path, group: str, dseed: int, here: dict) -> None:
+    """Refuse to add a cell to set seed ``dseed`` when that set seed already holds cells from another machine or
+    precision (the message names one and the fix)."""
+    for f, st in unit_stamps(root, group, dseed).items():
+        if not _same(st, here):
+            raise UserError(f"set seed {dseed} of {group} already has results from another machine: {f} was made on "
+                            f"{describe_stamp(st)}, this run is on {describe_stamp(here)}; the cells of one set seed "
+                            "must come from one machine and precision",
+                            fix=f"finish set seed {dseed} on a machine like the one that started it, or remove its "
+                                f"result files (git rm {f.parent.parent}/*/{group}-*-d{dseed}-*.json) to redo it here")
+
+
+def write_set_info(root: Path, group: str, label: str, dseed: int | None, s, st: dict) -> None:
+    name = _slug(label) + ("" if dseed is None else f"-d{dseed}")
+    write_json(root / "sets" / group / f"{name}.json",
+               {"label": label, "set_seed": dseed, "seconds": s.meta.get("distill_seconds"),
+                "image_equivalents": round(s.image_equivalents(), 1), "examples": len(s), "stamp": st})
+
+
+def write_group_info(root: Path, group: str, info: dict) -> None:
+    keep = {k: v for k, v in info.items() if k not in ("cell_seconds", "rows")}
+    write_json(root / "info" / f"{group}.json", keep)
+
+
+def _row_info(files: list[Path]) -> dict:
+    """Per row label: distillation seconds and storage, the mean over its set seeds (as during the run)."""
+    by: dict[str, list[dict]] = {}
+    for f in files:
+        d = json.loads(f.read_text())
+        by.setdefault(d["label"], []).append(d)
+    out = {}
+    for label, ds in by.items():
+        secs = [d["seconds"] for d in ds if d.get("seconds") is not None]
+        out[label] = {"seconds": sum(secs) / len(secs) if secs else None,
+                      "image_equivalents": ds[0].get("image_equivalents"), "examples": ds[0].get("examples"),
+                      "sets": len(ds)}
+    return out
+
+
+def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -> tuple[list[dict], dict, list[str]]:
+    """(cell rows, per-group info, notes) from the results folder alone: the cells of the config's protocols,
+    rows and seeds (``wanted``: protocol -> the cell keys the run used; None: every file that fits the config,
+    the newest where two files hold the same cell). Refuses a set seed whose cells came from two machines."""
+    from .apps import is_application
+    from .cells import expected_cells
+    root = results_root(cfg)
+    rows: list[dict] = []
+    info: dict[str, dict] = {}
+    notes: list[str] = []
+    exp = expected_cells(cfg)            # (protocol, group, row slug, dseed, seed) -> accepted ekeys (None: any)
+    chosen: dict[tuple, tuple[Path, dict]] = {}
+    for p in cfg.protocols:
+        for f in cell_files(root, p.title):
+            m = CELL_NAME.match(f.name)
+            if not m:
+                continue
+            ident = (p.title, m["group"], m["row"], None if m["dseed"] is None else int(m["dseed"]), int(m["seed"]))
+            if m["row"].startswith("full-source"):     # the label holds the source's size: see expected_cells
+                ident = (*ident[:2], "*full", *ident[3:])
+            if wanted is not None:
+                if m["key"] not in wanted.get(p.title, ()):
+                    continue
+            elif not is_application(p.name) and ident not in exp:
+                continue
+            d = json.loads(f.read_text())
+            keys = exp.get(ident)
+            if wanted is None and keys is not None and d.get("ekey") not in keys:
+                continue     # made under another evaluation config
+            old = chosen.get(ident)
+            if ident[2] == "*full":       # two full-source rows (equal compute, converged) share the ident
+                ident = (*ident, f.name.rsplit("-s", 1)[0])
+                old = chosen.get(ident)
+            if old is None or (d.get("date") or "", f.stat().st_mtime) > (old[1].get("date") or "",
+                                                                          old[0].stat().st_mtime):
+                if old is not None:
+                    notes.append(f"{old[0].name} and {f.name} hold the same cell; the newer is used")
+                chosen[ident] = (f, d)
+    by_unit: dict[tuple, dict[Path, dict]] = {}
+    from ..evaluate import NO_PRETRAIN
+    from .config import EQUAL_BYTES, row_label
+    order = [_slug(row_label(r)) for r in cfg.all_rows()] + [_slug(b + EQUAL_BYTES) for b in cfg.baselines] + \
+        ["*full", _slug(NO_PRETRAIN)]
+    ptitles = [p.title for p in cfg.protocols]
+
+    def sort_key(kv):
+        i = kv[0]
+        return (ptitles.index(i[0]), i[1], order.index(i[2]) if i[2] in order else len(order), i[2],
+                -1 if i[3] is None else i[3], i[4], str(i[5:]))
+    for ident, (f, d) in sorted(chosen.items(), key=sort_key):
+        rows.extend(d["rows"])
+        if ident[3] is not None and d.get("stamp"):
+            by_unit.setdefault((ident[1], ident[3]), {})[f] = d["stamp"]
+        g = info.setdefault(ident[1], {"cell_seconds": []})
+        g["cell_seconds"].append(d.get("seconds") or 0.0)
+    for (group, dseed), stamps in by_unit.items():
+        kinds = {(s["machine"], s["precision"]) for s in stamps.values()}
+        if len(kinds) > 1:
+            a, b = list(stamps.items())[:1][0], next((f, s) for f, s in stamps.items()
+                                                      if not _same(s, list(stamps.values())[0]))
+            raise UserError(f"set seed {dseed} of {group} mixes machines: {a[0]} ({describe_stamp(a[1])}) and "
+                            f"{b[0]} ({describe_stamp(b[1])})",
+                            fix=f"remove the cells of set seed {dseed} from one of them and rerun it on the other")
+    out: dict[str, dict] = {}
+    for group, g in info.items():
+        gfile = root / "info" / f"{group}.json"
+        base = json.loads(gfile.read_text()) if gfile.exists() else {}
+        name = f"{base.get('source', group)} N={base.get('budget', '?')}"
+        labels = {r["set"] for r in rows if f"{_slug(r['source'])}-n{r['budget']}" == group}
+        out[name] = {**base, "cell_seconds": g["cell_seconds"],
+                     "rows": {k: v for k, v in _row_info(sorted((root / "sets" / group).glob("*.json"))).items()
+                              if k in labels},
+                     "stamps": _stamp_summary({k: v for k, v in by_unit.items() if k[0] == group})}
+    return rows, out, notes
+
+
+def _stamp_summary(by_unit: dict[tuple, dict[Path, dict]]) -> list[tuple[list[int], str]]:
+    """[(set seeds, "machine, precision")] for the table's statement of where its units ran."""
+    kinds: dict[str, list[int]] = {}
+    for (_, dseed), stamps in sorted(by_unit.items(), key=lambda kv: kv[0][1]):
+        kinds.setdefault(describe_stamp(next(iter(stamps.values()))), []).append(dseed)
+    return [(seeds, kind) for kind, seeds in kinds.items()]

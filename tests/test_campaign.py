@@ -1,0 +1,217 @@
+"""Issue 34's design: matched starts, the primary family and its power plan against statsmodels, result files
+that render the same tables from a clone, and one machine per set seed."""
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from distill.config import load_config
+from distill.config import DataConfig, DistillConfig
+from distill.errors import UserError
+from distill.leaderboard import LeaderboardConfig, run_leaderboard
+from distill.leaderboard.stats import detectable_gain, gains, holm, seeds_needed
+from distill.methods import get_method, run_distillation
+
+from .helpers import small_source, tiny_teacher
+
+
+# ---------------------------------------------------------------- matched starts
+@pytest.mark.parametrize("method", ["krr_st", "boost", "mkdt"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_method_at_0_steps_starts_from_the_random_rows_images_of_the_same_set_seed(tmp_path, method, seed):
+    src = small_source(20)
+    teacher = tiny_teacher(source=src)
+    rnd = run_distillation(DistillConfig(data=DataConfig(name="sample"), method="random", budget=12, seed=seed,
+                                         output=str(tmp_path / "r.safetensors")), teacher=teacher, source=src).set
+    m = get_method(method)
+    params = dict(m.tiny_params)
+    if getattr(m, "uses_experts", False):
+        params.update(m.tiny_setup(tmp_path / "experts", src, teacher))
+        params["init"] = "random"          # MKDT's paper init is the high-loss selection (matched to that row)
+    n = 12
+    if method == "boost":                  # M images stored as pixels (no bases), so the start is exact; with its
+        n = 6                              # targets under the same budget M < N: a prefix of the same draw
+        params.update({"factorize_images": False, "images": n, "views": []})
+    res = run_distillation(DistillConfig(data=DataConfig(name="sample"), method=method, budget=12, seed=seed, steps=0,
+                                         output=str(tmp_path / "m.safetensors"), params=params),
+                           teacher=teacher, source=src)
+    s = res.set.materialize()
+    x = s[0] if isinstance(s, tuple) else res.set.images
+    assert x.shape == rnd.images[:n].shape
+    torch.testing.assert_close(x, rnd.images[:n], atol=2e-6, rtol=0)
+    other = run_distillation(DistillConfig(data=DataConfig(name="sample"), method="random", budget=12, seed=seed + 1,
+                                           output=str(tmp_path / "r2.safetensors")), teacher=teacher, source=src).set
+    assert not torch.equal(other.images, rnd.images)      # the match is the seed's draw, not any draw
+
+
+def test_boost_and_a_smaller_krr_st_start_from_a_prefix_of_the_random_draw(tmp_path):
+    """Sets of other sizes (Boost's M images, KRR-ST at Boost's bytes) draw the same permutation: the first
+    min(M, N) images are the random row's."""
+    src = small_source(20)
+    teacher = tiny_teacher(source=src)
+    rnd = run_distillation(DistillConfig(data=DataConfig(name="sample"), method="random", budget=12, seed=5,
+                                         output=str(tmp_path / "r.safetensors")), teacher=teacher, source=src).set
+    small = run_distillation(DistillConfig(data=DataConfig(name="sample"), method="krr_st", budget=7, seed=5, steps=0,
+                                           params=get_method("krr_st").tiny_params,
+                                           output=str(tmp_path / "k.safetensors")), teacher=teacher, source=src).set
+    torch.testing.assert_close(small.images, rnd.images[:7], atol=2e-6, rtol=0)
+
+
+# ---------------------------------------------------------------- statistics against statsmodels
+def test_holm_matches_statsmodels_and_skips_missing_tests():
+    from statsmodels.stats.multitest import multipletests
+    ps = [0.01, 0.04, 0.03, 0.2, 0.001, 0.049]
+    ref = multipletests(ps, method="holm")[1]
+    assert holm(ps) == pytest.approx(list(ref))
+    assert holm([0.01, None, 0.04]) == pytest.approx([0.02, None, 0.04])
+
+
+@pytest.mark.parametrize("n,alpha", [(3, 0.05), (5, 0.01), (10, 0.05 / 6), (12, 0.05 / 8), (30, 0.001)])
+def test_detectable_gain_matches_statsmodels_ttest_power(n, alpha):
+    from statsmodels.stats.power import TTestPower
+    eff = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=0.8, alternative="two-sided")
+    assert detectable_gain(2.0, n, alpha, 0.8) == pytest.approx(2.0 * eff, rel=1e-5)
+    # and the power statsmodels computes at our detectable gain is the requested 80 %
+    assert TTestPower().power(detectable_gain(1.0, n, alpha, 0.8), n, alpha) == pytest.approx(0.8, abs=1e-5)
+
+
+@pytest.mark.parametrize("sd,m", [(1.5, 8), (3.0, 8), (0.8, 1), (2.2, 5)])
+def test_the_planned_number_of_set_seeds_gives_the_target_gain_when_fed_back(sd, m):
+    alpha = 0.05 / m
+    n = seeds_needed(sd, 2.0, alpha, 0.8)
+    assert n is not None and n >= 2
+    assert detectable_gain(sd, n, alpha) <= 2.0
+    if n > 2:
+        assert detectable_gain(sd, n - 1, alpha) > 2.0        # the least such n
+    assert seeds_needed(sd, 2.0, alpha, 0.8, most=n - 1 if n > 2 else 1) is None or n == 2
+
+
+def _rows(values: dict) -> list[dict]:
+    """Cell rows: {(protocol, set): [acc per set seed]}."""
+    out = []
+    for (proto, label), accs in values.items():
+        for d, a in enumerate(accs):
+            out.append({"protocol": proto, "source": "s", "budget": 10, "target": "t", "metric": "linear", "set": label,
+                        "seed": 0, "set_seed": d, "acc": a})
+    return out
+
+
+def test_primary_and_secondary_families_are_corrected_separately():
+    rows = _rows({("krrst", "random"): [50, 51, 49, 50.5], ("krrst", "random_labelled"): [48, 49, 47.5, 48.2],
+                  ("krrst", "krr_st"): [51, 52.5, 50, 51.8], ("krrst", "herding"): [50.2, 51.4, 48.6, 50.1],
+                  ("krrst", "kcenter"): [49.8, 51.3, 49.9, 50.0]})
+    base = {"name": "x", "rows": [{"method": m} for m in ("random", "random_labelled", "krr_st", "herding",
+                                                           "kcenter")],
+            "protocols": [{"name": "krrst"}], "distill_seeds": [0, 1, 2, 3], "seeds": [0]}
+    none = load_config(LeaderboardConfig, extra=base)
+    one = load_config(LeaderboardConfig, extra={**base, "primary": [{"set": "krr_st", "vs": "random",
+                                                                      "protocol": "krrst"}]})
+    g0 = {(x["set"], x["baseline"]): x for x in gains(none, rows)}
+    g1 = {(x["set"], x["baseline"]): x for x in gains(one, rows)}
+    k = ("krr_st", "random")
+    assert g1[k]["primary"] and g1[k]["family"] == 1
+    assert g1[k]["p_adj"] == pytest.approx(g1[k]["p"])                 # a family of one: no correction
+    assert g0[k]["family"] == 6 and g0[k]["p_adj"] > g0[k]["p"]          # inside the table's family of 6
+    sec0 = [v for kk, v in g0.items() if kk != k]
+    sec1 = [v for kk, v in g1.items() if kk != k]
+    ref = holm([x["p"] for x in sec1])                                 # the other 5, among themselves
+    assert [x["p_adj"] for x in sec1] == pytest.approx(ref) and all(x["family"] == 5 for x in sec1)
+    assert any(a["p_adj"] < b["p_adj"] for a, b in zip(sec1, sec0))    # one member fewer: smaller adjustments
+    # a primary comparison need not involve a baseline, and it states the set seeds it needs for 2 points
+    two = load_config(LeaderboardConfig, extra={**base, "primary": [{"set": "krr_st", "vs": "herding",
+                                                                      "protocol": "krrst"}]})
+    x = next(x for x in gains(two, rows) if x.get("primary"))
+    assert (x["set"], x["baseline"], x["n"]) == ("krr_st", "herding", 4)
+    assert x["seeds_needed"] == seeds_needed(x["gain_std"], 2.0, 0.05, 0.8)
+
+
+def test_primary_comparisons_must_name_rows_and_protocols_of_the_leaderboard():
+    base = {"name": "x", "rows": [{"method": "random"}, {"method": "krr_st"}], "baselines": ["random"],
+            "protocols": [{"name": "krrst"}]}
+    with pytest.raises(UserError, match="not rows"):
+        load_config(LeaderboardConfig, extra={**base, "primary": [{"set": "mkdt", "vs": "random",
+                                                                    "protocol": "krrst"}]}).validate()
+    with pytest.raises(UserError, match="not a protocol"):
+        load_config(LeaderboardConfig, extra={**base, "primary": [{"set": "krr_st", "vs": "random",
+                                                                    "protocol": "mkdt"}]}).validate()
+    with pytest.raises(UserError, match="secondary_seeds"):
+        load_config(LeaderboardConfig, extra={**base, "distill_seeds": [0, 1], "secondary_seeds": [5]}).validate()
+
+
+# ---------------------------------------------------------------- results that outlive a machine
+def _lb(tmp_path, **kw):
+    teacher = tmp_path / "teacher.safetensors"
+    if not teacher.exists():
+        tiny_teacher().save(teacher)
+    base = {"name": "t", "sources": [{"data": {"name": "sample"}, "teacher": str(teacher), "train_per_class": 10,
+                                      "budgets": [10]}],
+            "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "herding"}],
+            "full_source_epochs": 1, "arch": "convnet-d2-w8-bn",
+            "protocols": [{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}}],
+            "targets": [{"name": "sample", "train_per_class": 10, "test_per_class": 5}], "seeds": [0],
+            "distill_seeds": [0, 1, 2], "secondary_seeds": [0, 1], "baselines": ["random"],
+            "primary": [{"set": "random_labelled", "vs": "random", "protocol": "mkdt"}],
+            "output": str(tmp_path / "lb"), "results": str(tmp_path / "results")}
+    base.update(kw)
+    return load_config(LeaderboardConfig, extra=base)
+
+
+def test_tables_render_from_the_result_files_alone_as_during_the_run(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    cfg = _lb(tmp_path)
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    res = tmp_path / "results"
+    files = sorted(res.rglob("*.json"))
+    # herding is secondary: 2 set seeds; the primary rows 3; + full source + no pre-training
+    assert len(list((res / "cells").rglob("*.json"))) == 3 + 3 + 2 + 2
+    d = json.loads(next((res / "cells").rglob("*-herding-d1-*.json")).read_text())
+    assert {"machine", "precision", "torch"} <= set(d["stamp"]) and d["ekey"] and d["commit"] and d["date"]
+    assert not any(f.suffix == ".safetensors" for f in res.rglob("*"))      # no weights, no sets
+    assert "Primary family (2 pre-declared comparisons" in rep["markdown"].splitlines()[2]
+    assert "**exploratory**" in rep["markdown"] and "Machines (sample N=10): set seeds 0-2 on" in rep["markdown"]
+    # a clone: the result folder alone (no sets, no output folder), rendered by the CLI
+    shutil.rmtree(tmp_path / "lb")
+    clone = tmp_path / "clone"
+    shutil.copytree(res, clone)
+    shutil.rmtree(res)
+    (tmp_path / "cfg.yaml").write_text(json.dumps({**_plain(cfg), "results": str(clone),
+                                                   "output": str(tmp_path / "out2")}))
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(tmp_path / "cfg.yaml"), "--render-only"])
+    assert r.exit_code == 0, r.output
+    rendered = (tmp_path / "out2" / "results.md").read_text()
+    assert rendered == f"# Leaderboard t\n\n{rep['markdown']}\n![plot](leaderboard.png)\n"
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(tmp_path / "cfg.yaml"), "--plan"])
+    assert r.exit_code == 0 and "| random_labelled vs random | mkdt |" in r.output and "set seeds for 2 pts" in r.output
+    assert len(files) == len(list(clone.rglob("*.json")))
+
+
+def _plain(cfg):
+    from distill.config import to_dict
+    return to_dict(cfg)
+
+
+def test_a_result_file_from_another_machine_in_the_same_set_seed_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    cfg = _lb(tmp_path, distill_seeds=[0, 1], secondary_seeds=[])
+    run_leaderboard(cfg, log=lambda *_: None)
+    f = next((tmp_path / "results" / "cells").rglob("*-herding-d1-*.json"))
+    d = json.loads(f.read_text())
+    d["stamp"] = {**d["stamp"], "machine": "Other CPU (2 threads, no bf16 units)", "precision": "fp32"}
+    f.write_text(json.dumps(d))
+    with pytest.raises(UserError, match="set seed 1 of sample-n10 mixes machines"):
+        from distill.leaderboard.results import load_results
+        load_results(cfg)
+    (tmp_path / "cfg.yaml").write_text(json.dumps(_plain(cfg)))
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(tmp_path / "cfg.yaml"), "--render-only"])
+    assert r.exit_code == 2 and "mixes machines" in r.output and "Traceback" not in r.output
+    # a run that would add a cell to set seed 1 on this machine is refused before it makes anything
+    for g in (tmp_path / "results" / "cells").rglob("*-random-d1-*.json"):
+        g.unlink()
+    with pytest.raises(UserError, match="set seed 1 of sample-n10 already has results from another machine"):
+        run_leaderboard(cfg, log=lambda *_: None)
