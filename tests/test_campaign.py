@@ -41,6 +41,7 @@ def test_a_method_at_0_steps_starts_from_the_random_rows_images_of_the_same_set_
     x = s[0] if isinstance(s, tuple) else res.set.images
     assert x.shape == rnd.images[:n].shape
     torch.testing.assert_close(x, rnd.images[:n], atol=2e-6, rtol=0)
+    assert res.set.meta["init_indices"] == rnd.meta["source_indices"][:n]       # the start is recorded
     other = run_distillation(DistillConfig(data=DataConfig(name="sample"), method="random", budget=12, seed=seed + 1,
                                            output=str(tmp_path / "r2.safetensors")), teacher=teacher, source=src).set
     assert not torch.equal(other.images, rnd.images)      # the match is the seed's draw, not any draw
@@ -215,3 +216,33 @@ def test_a_result_file_from_another_machine_in_the_same_set_seed_is_refused(tmp_
         g.unlink()
     with pytest.raises(UserError, match="set seed 1 of sample-n10 already has results from another machine"):
         run_leaderboard(cfg, log=lambda *_: None)
+
+
+def test_snapshots_of_one_run_give_the_compute_axis_with_growth_per_doubling(tmp_path):
+    from distill.methods.krr_st import KRRST
+    rows = [{"method": "random"}]
+    rows += [{"label": f"krr_st x{k}", "method": "krr_st", "steps": 4, "at": k, "params": KRRST.tiny_params}
+             for k in (1, 2, 4)]
+    cfg = _lb(tmp_path, rows=rows, primary=[], secondary_seeds=[], full_source=False, no_pretrain=False,
+              full_source_epochs=None)
+    logs = []
+    rep = run_leaderboard(cfg, log=logs.append)
+    made = [l for l in logs if "make krr_st" in l]
+    assert len(made) == 3                              # one 4-step run per set seed serves the three rows
+    sets = list((tmp_path / "lb" / "sets").rglob("krr-st-4steps-*.step2.safetensors"))
+    assert len(sets) == 3
+    info = [json.loads(f.read_text()) for f in (tmp_path / "results" / "sets").rglob("krr-st-x*.json")]
+    assert {i["steps"] for i in info} == {1, 2, 4} and all(i["moved"] > 0 for i in info)
+    axis = json.loads(rep["paths"]["json"].read_text())["compute"]
+    assert {a["metric"] for a in axis} == {"linear@1%", "linear@5%"}
+    a = axis[0]
+    assert [lv["at"] for lv in a["levels"]] == [1, 2, 4] and a["n"] == 3 and a["slope_ci"] is not None
+    # the slope is the mean of the per-set-seed least-squares slopes of gain on log2(steps)
+    import numpy as np
+    units = {}
+    for r in rep["rows"]:
+        if r["metric"] == a["metric"]:
+            units.setdefault(r["set_seed"], {})[r["set"]] = r["acc"]
+    slopes = [np.polyfit([0, 1, 2], [u[f"krr_st x{k}"] - u["random"] for k in (1, 2, 4)], 1)[0] for u in units.values()]
+    assert a["slope"] == pytest.approx(float(np.mean(slopes)))
+    assert "Quality against distillation compute" in rep["markdown"] and (tmp_path / "lb" / "compute.png").exists()

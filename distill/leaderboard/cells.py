@@ -187,7 +187,7 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                                        classifier, deadline, seed=dseed)
                     if path is not None:
                         batch[(label, dseed)] = (path, s, {"method": row.method})
-                        write_set_info(root, gslug, label, dseed, s, run["stamp"])
+                        write_set_info(root, gslug, label, dseed, s, run["stamp"], src)
                 sets.update(batch)
                 evaluate(batch)
             if cfg.equal_bytes and needs_sets:

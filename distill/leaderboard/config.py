@@ -27,6 +27,9 @@ class RowSpec:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     # this row's own budget (None: the source's): e.g. KRR-ST at the bytes of a Boost set of the source's budget
     budget: int | None = None
+    # the set as it stood after `at` of its run's `steps` (a save_every snapshot): rows with the same method, params,
+    # steps and budget share one run per set seed, so 1x / 3x / 10x the compute cost one 10x run (issue 34's axis)
+    at: int | None = None
 
 
 @dataclasses.dataclass
@@ -188,6 +191,10 @@ class LeaderboardConfig:
             if bad:
                 raise ConfigError(f"protocol `{p.title}`: rows {bad} are not rows of this leaderboard",
                                   fix=f"rows are: {', '.join(labels)}")
+        for r in self.all_rows():
+            if r.at is not None and (r.steps is None or not 0 < r.at <= r.steps):
+                raise ConfigError(f"row {row_label(r)}: at {r.at} must be a step of its run (1 .. steps, {r.steps})",
+                                  fix="give the row `steps:` (its run's length) and `at:` at most that")
         if not 0 < self.power < 1 or self.target_gain <= 0:
             raise ConfigError(f"power must be in (0, 1) and target_gain positive, got {self.power}, {self.target_gain}")
 

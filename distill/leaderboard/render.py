@@ -7,7 +7,7 @@ from ..config import to_dict
 from ..engine.files import write_block, write_json, write_text
 from ..evaluate.report import aggregate, fmt
 from .config import EQUAL_BYTES, LeaderboardConfig, all_baselines
-from .stats import gains, headroom
+from .stats import compute_axis, gains, headroom
 
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
     out = Path(cfg.output)
@@ -126,12 +126,16 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                             vals.append("–" if x is None else gain_cell(x) + (f" vs {x['baseline']}" if best else ""))
                         md.append(f"| {label} | {base} | " + " | ".join(vals) + " |")
                 md.append("")
+    axis = compute_axis(cfg, rows, info)
+    if axis:
+        md.extend(compute_markdown(axis, out / "compute.png"))
     text = "\n".join(md) + "\n"
     summary = summary_markdown(cfg, agg, g)
     real = {(r["protocol"], r["set"]) for r in rows if r.get("real")}
     plot = _plot(cfg, agg, out / "leaderboard.png", not_percent, real)
     paths = {"md": write_text(out / "results.md", f"# Leaderboard {cfg.name}\n\n" + text + f"\n![plot]({plot.name})\n"),
              "json": write_json(out / "results.json", {"rows": rows, "aggregate": agg, "gains": g, "headroom": room,
+                                                      "compute": axis,
                                                       "info": info,
                                                       "config": to_dict(cfg), "seconds": round(seconds, 1)}),
              "plot": plot}
@@ -193,6 +197,73 @@ def primary_markdown(cfg: LeaderboardConfig, prim: list[dict]) -> list[str]:
                        f"{x['gain']:+.2f}{ci} | {p} | {x['verdict']} | {det} | {need_s} |")
         out.append("")
     return out
+
+
+def compute_markdown(axis: list[dict], png: Path) -> list[str]:
+    """The compute section: per method and column, each snapshot's gain over each baseline (paired by set seed),
+    its distillation seconds and how far its images moved from their start; the growth per doubling of the steps;
+    and a two-panel plot (gain against seconds; pixel change against seconds)."""
+    out = ["#### Quality against distillation compute\n",
+           "Each method's run is snapshotted at 1x, 3x, ... its CPU preset's steps (one run per set seed, so the "
+           "snapshots of a set seed share their start and their randomness); each snapshot is evaluated like any row "
+           "and paired with the baseline by set seed. \"per doubling\" is the mean over set seeds of each unit's "
+           "least-squares slope of gain on log2(steps), with its 95 % t interval over set seeds. \"moved\" is the "
+           "RMS per-pixel change (pixel values in [0, 1]) from the real images the run started from.\n",
+           "| method | column | vs | " + "snapshots: steps, seconds, gain [95 % CI], moved | per doubling |",
+           "|---|---|---|---|---|"]
+    for a in axis:
+        snaps = "; ".join(
+            f"{lv['at']}: {_secs(lv['seconds'])}, {lv['gain']:+.2f}"
+            + (f" [{lv['ci'][0]:+.2f}, {lv['ci'][1]:+.2f}]" if lv.get("ci") else "")
+            + ("" if lv.get("moved") is None else f", {lv['moved']:.3f}") for lv in a["levels"])
+        slope = "–" if a["slope"] is None else f"{a['slope']:+.2f}" + (
+            f" [{a['slope_ci'][0]:+.2f}, {a['slope_ci'][1]:+.2f}]" if a.get("slope_ci") else "") + f" (n {a['n']})"
+        out.append(f"| {a['method']} ({a['steps']} steps) | {a['protocol']} {a['target']} {a['metric']} | "
+                   f"{a['baseline']} | {snaps} | {slope} |")
+    out.append("")
+    _compute_plot(axis, png)
+    out.append(f"![quality against compute]({png.name})\n")
+    return out
+
+
+def _secs(v) -> str:
+    return "–" if v is None else f"{v:.0f} s"
+
+
+def _compute_plot(axis: list[dict], path: Path) -> Path:
+    from ..viz import matplotlib_pyplot, save_figure
+    plt = matplotlib_pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for a in axis:
+        lv = [x for x in a["levels"] if x.get("seconds")]
+        if not lv:
+            continue
+        name = f"{a['method']} vs {a['baseline']}: {a['protocol']} {a['metric']}"
+        secs = [x["seconds"] for x in lv]
+        lo = [x["gain"] - x["ci"][0] if x.get("ci") else 0 for x in lv]
+        hi = [x["ci"][1] - x["gain"] if x.get("ci") else 0 for x in lv]
+        ax.errorbar(secs, [x["gain"] for x in lv], yerr=[lo, hi], marker="o", capsize=3, label=name)
+        if any(x.get("moved") is not None for x in lv):
+            bx.plot(secs, [x.get("moved") for x in lv], marker="o", label=a["method"])
+    ax.axhline(0, color="k", lw=0.8)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    for x in (ax, bx):
+        x.set_xscale("log")
+        x.xaxis.set_major_formatter(ScalarFormatter())
+        x.xaxis.set_minor_formatter(NullFormatter())
+        x.set_xlabel("distillation seconds (log)")
+        x.grid(alpha=0.3)
+    ax.set_ylabel("gain over the baseline (points, 95 % CI)")
+    ax.set_title("gain against distillation compute", fontsize=9)
+    bx.set_ylabel("RMS pixel change from the start")
+    bx.set_title("how far the images moved", fontsize=9)
+    ax.legend(fontsize=6)
+    handles, labels = bx.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    if uniq:
+        bx.legend(uniq.values(), uniq.keys(), fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:

@@ -91,11 +91,26 @@ def check_unit_machine(root: Path, group: str, dseed: int, here: dict) -> None:
                                 f"result files (git rm {f.parent.parent}/*/{group}-*-d{dseed}-*.json) to redo it here")
 
 
-def write_set_info(root: Path, group: str, label: str, dseed: int | None, s, st: dict) -> None:
+def image_change(s, src) -> float | None:
+    """How far a set's images moved from the source images its method started from (``init_indices``): the
+    root-mean-square per-pixel change in [0, 1] pixel space over the stored images (the identity block of a set
+    with views). None for a set that records no start (selections, SC-DD's noise start)."""
+    idx = s.meta.get("init_indices")
+    if not idx:
+        return None
+    import torch
+    x = s.images if s.images is not None else s.materialize()[0][: len(idx)]
+    start = src.float(torch.as_tensor(idx, device=src.images.device)).to(x.device)
+    return float((x.float() - start.float()).pow(2).mean().sqrt())
+
+
+def write_set_info(root: Path, group: str, label: str, dseed: int | None, s, st: dict, src=None) -> None:
     name = _slug(label) + ("" if dseed is None else f"-d{dseed}")
+    moved = image_change(s, src) if src is not None else None
     write_json(root / "sets" / group / f"{name}.json",
                {"label": label, "set_seed": dseed, "seconds": s.meta.get("distill_seconds"),
-                "image_equivalents": round(s.image_equivalents(), 1), "examples": len(s), "stamp": st})
+                "steps": s.meta.get("steps"), "image_equivalents": round(s.image_equivalents(), 1),
+                "examples": len(s), "moved": None if moved is None else round(moved, 5), "stamp": st})
 
 
 def write_group_info(root: Path, group: str, info: dict) -> None:
@@ -112,9 +127,11 @@ def _row_info(files: list[Path]) -> dict:
     out = {}
     for label, ds in by.items():
         secs = [d["seconds"] for d in ds if d.get("seconds") is not None]
+        moved = [d["moved"] for d in ds if d.get("moved") is not None]
         out[label] = {"seconds": sum(secs) / len(secs) if secs else None,
                       "image_equivalents": ds[0].get("image_equivalents"), "examples": ds[0].get("examples"),
-                      "sets": len(ds)}
+                      "sets": len(ds), "steps": ds[0].get("steps"),
+                      "moved": sum(moved) / len(moved) if moved else None}
     return out
 
 

@@ -2,6 +2,7 @@
 experts and SC-DD's classifier per source."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     """The row's set at ``budget`` made with distillation seed ``seed``: reused when its file was made by the
     same config, else (re)made. (None, None) for a row that needs expert trajectories the source does not have."""
     out = folder / (f"{_slug(row_label(row))}.safetensors" if seed == 0 else f"{_slug(row_label(row))}-d{seed}.safetensors")
+    save_every = 0
+    if row.at is not None:        # one run per (method, params, steps, budget) and set seed; this row reads its snapshot
+        run_id = [row.method, row.steps, row.params, budget, row.class_conditional]
+        name = f"{_slug(row.method)}-{row.steps}steps-{_digest(run_id)[:8]}"
+        out = folder / (f"{name}.safetensors" if seed == 0 else f"{name}-d{seed}.safetensors")
+        ats = [r.at for r in cfg.all_rows() if r.at is not None and
+               [r.method, r.steps, r.params, r.budget or budget, r.class_conditional] == run_id]
+        save_every = math.gcd(*ats) if ats else 0
+        if save_every == row.steps:
+            save_every = 0
     params = dict(row.params)
     if get_method(row.method).uses_experts and not params.get("experts"):
         if experts is None:
@@ -91,21 +102,24 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     dcfg = DistillConfig(data=spec.data, teacher=spec.teacher or None, method=row.method, budget=budget,
                          class_conditional=row.class_conditional, steps=row.steps, seed=seed, device=cfg.device,
                          amp=cfg.amp, output=str(out), checkpoint_every=max(1, (row.steps or 0) // 10),
-                         params=params)
+                         params=params, save_every=save_every)
+    snap = out if row.at is None or row.at == row.steps else out.with_name(f"{out.stem}.step{row.at}.safetensors")
     method_config(get_method(row.method), dcfg.params)
     if out.exists():
         header, _ = read_header(out)
         # the file's own path may differ (a leaderboard folder moved, or a set made on another machine)
-        if isinstance(header.get("config"), dict) and not config_differences(header["config"], to_dict(dcfg),
-                                                                             mutable=("output",)):
-            log(f"  reuse {out}")
-            return str(out), DistilledSet.load(out)
+        if isinstance(header.get("config"), dict) and snap.exists() and not config_differences(
+                header["config"], to_dict(dcfg), mutable=("output", "save_every")):
+            log(f"  reuse {snap}")
+            return str(snap), DistilledSet.load(snap)
     resume = checkpoint_path(out).exists()
     log(f"  make {row_label(row)} (N = {budget}){' (resuming)' if resume else ''} -> {out}")
     res = run_distillation(dcfg, resume=resume, teacher=teacher, source=src, overwrite=True,
                            time_limit=_left(deadline))
     if res.set is None:
         raise OutOfTime()
+    if snap != out:
+        return str(snap), DistilledSet.load(snap)
     return str(out), res.set
 
 

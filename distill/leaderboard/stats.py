@@ -279,3 +279,56 @@ def headroom(cfg: LeaderboardConfig, rows: list[dict], g: list[dict]) -> list[di
                     "full": full_key[5], "baseline": base, "headroom": h["gain"], "ci": h["ci"], "n": h["n"],
                     "detectable": det, "separates": None if det is None else bool(h["gain"] > 0 and h["gain"] >= 2 * det)})
     return out
+
+
+def compute_axis(cfg: LeaderboardConfig, rows: list[dict], info: dict) -> list[dict]:
+    """Quality against distillation compute (issue 34): the rows that are snapshots of one run (``at``) of the same
+    method, per (protocol, source, budget, target, metric) and baseline: each snapshot's gain over the baseline,
+    paired by set seed, with its interval; and the gain's growth per doubling of the steps. The growth is
+    estimated per set seed (the least-squares slope of that unit's gains on log2(steps)) and averaged over set
+    seeds with a t interval: the unit stays the set seed."""
+    import numpy as np
+    from .config import row_label
+    snaps: dict[tuple, list] = {}
+    for r in cfg.all_rows():
+        if r.at is not None:
+            snaps.setdefault((r.method, r.steps, json_key(r.params), r.budget), []).append(r)
+    if not snaps:
+        return []
+    by_set = len(cfg.distill_seeds) > 1
+    vals = unit_values([r for r in rows if not r.get("application")], by_set)
+    out = []
+    for (method, steps, _, _), members in snaps.items():
+        members = sorted(members, key=lambda r: r.at)
+        labels = [row_label(r) for r in members]
+        for col in dict.fromkeys(k[:5] for k in vals if k[5] in labels):
+            for base in cfg.baselines:
+                ref = vals.get((*col, base))
+                if not ref:
+                    continue
+                levels, per_unit = [], {}
+                for r, label in zip(members, labels):
+                    mine = vals.get((*col, label))
+                    if not mine:
+                        continue
+                    a, b = _pair(mine, ref)
+                    units = sorted(u for u in mine if u != "*" and u in ref) or ["*"]
+                    for u, x, y in zip(units, a, b):
+                        per_unit.setdefault(u, {})[r.at] = x - y
+                    ri = next((gi["rows"].get(label) for name, gi in info.items()
+                               if name == f"{col[1]} N={col[2]}"), None) or {}
+                    levels.append({"label": label, "at": r.at, "seconds": ri.get("seconds"), "moved": ri.get("moved"),
+                                   **compare(a, b)})
+                slopes = [np.polyfit(np.log2(list(d)), list(d.values()), 1)[0]
+                          for d in per_unit.values() if len(d) >= 2]
+                ci = paired_ci(slopes) if len(slopes) > 1 else None
+                out.append({"protocol": col[0], "source": col[1], "budget": col[2], "target": col[3], "metric": col[4],
+                            "method": method, "steps": steps, "baseline": base, "levels": levels,
+                            "slope": float(np.mean(slopes)) if slopes else None,
+                            "slope_ci": list(ci) if ci else None, "n": len(slopes)})
+    return out
+
+
+def json_key(obj) -> str:
+    import json
+    return json.dumps(obj, sort_keys=True, default=str)

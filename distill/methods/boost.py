@@ -325,7 +325,7 @@ class Boost(KRRST):
         else:
             kw["targets"] = self.y.detach().float()
         meta = {"boost": {"images": plan.images, "image_bases": plan.image_bases, "target_bases": plan.target_bases,
-                          "basis_size": self.h}}
+                          "basis_size": self.h}, "init_indices": self.init_indices}
         if cfg.views:
             meta["views"] = {"transforms": list(cfg.views), "targets": cfg.view_targets,
                              "activation": cfg.net_activation}

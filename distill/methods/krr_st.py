@@ -167,6 +167,7 @@ class KRRST(Method):
                               f"and of the {self.num_images()} synthetic images", fix=f"use at most "
                               f"{min(cfg.real_batch, len(src), self.num_images())} processes")
         idx = ctx.initial_indices(self.gen, self.num_images())
+        self.init_indices = idx.cpu().tolist()     # the source images it starts from (matched starts, audits)
         self.labels = src.labels[idx].clone() if ctx.class_conditional else None
         groups = self.init_synthetic(idx)
         self.opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
@@ -234,7 +235,8 @@ class KRRST(Method):
 
     def export(self) -> DistilledSet:
         images = (self.x.detach() * self.std + self.mean).float()
-        return DistilledSet(images=images, targets=self.y.detach().float(), labels=self.labels)
+        return DistilledSet(images=images, targets=self.y.detach().float(), labels=self.labels,
+                            meta={"init_indices": self.init_indices})
 
     def state_dict(self) -> dict:
         return {**{k: t.detach() for k, t in self.learnables().items()}, "labels": self.labels, "opt": self.opt.state_dict(),

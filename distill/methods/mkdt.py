@@ -281,6 +281,7 @@ class MKDT(_UsesExperts, Method):
             idx = self.high_loss_indices(trajs, cfg.high_loss_epoch)
         else:
             idx = ctx.initial_indices(self.gen)
+        self.init_indices = idx.cpu().tolist()     # the source images it starts from (matched starts, audits)
         self.labels = ctx.source.labels[idx].clone() if ctx.class_conditional else None
         x0 = ctx.source.float(idx)
         self.x = ((x0 - self.mean) / self.std).clone().requires_grad_(True)
@@ -326,7 +327,7 @@ class MKDT(_UsesExperts, Method):
     def export(self) -> DistilledSet:
         images = (self.x.detach() * self.std + self.mean).float()
         return DistilledSet(images=images, targets=self.y.detach().float(), labels=self.labels,
-                            lr=self.lr.detach().float().reshape(()).clone())
+                            lr=self.lr.detach().float().reshape(()).clone(), meta={"init_indices": self.init_indices})
 
     def state_dict(self) -> dict:
         return {"x": self.x.detach(), "y": self.y.detach(), "lr": self.lr.detach(), "labels": self.labels,

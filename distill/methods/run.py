@@ -100,6 +100,8 @@ class MethodStage(Stage):
                    "image_size": src.image_size, "channels": src.channels, "mean": list(src.mean),
                    "std": list(src.std), "seed": cfg.seed, "steps": step, "budget": cfg.budget,
                    "class_conditional": cfg.class_conditional, "config": to_dict(cfg)}
+        if step < self.method.ctx.steps and hasattr(self, "t0"):   # a save_every snapshot: seconds so far
+            ds.meta["distill_seconds"] = round(time.time() - self.t0, 1)
         if teacher is not None:
             ds.meta.update(teacher=teacher.id, teacher_arch=teacher.meta.get("arch"),
                            teacher_knn_top1=teacher.meta.get("knn_top1"))
