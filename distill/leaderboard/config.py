@@ -122,6 +122,9 @@ class LeaderboardConfig:
     # run and report only these of `protocols` (by name or label); empty: all. A preset that runs one application
     # of a shared base, e.g. `base: apps_cifar10_cpu.yaml` + `only: [kd]`
     only: list[str] = dataclasses.field(default_factory=list)
+    # run and report only these rows (labels; the baselines always stay); empty: all. E.g. one method's part of a
+    # campaign in one sitting: `only_rows=[krr_st x1,krr_st x3,krr_st x10]`
+    only_rows: list[str] = dataclasses.field(default_factory=list)
     # the pre-declared primary family (issue 34): the comparisons the run is designed to answer, Holm-corrected among
     # themselves only; every other comparison is secondary (exploratory), corrected within its own table. A primary
     # comparison may pair any two rows (``vs`` need not be a baseline)
@@ -145,6 +148,18 @@ class LeaderboardConfig:
                                   fix=f"its protocols are: {', '.join(titles)}")
             self.protocols = [p for p in self.protocols if p.title in self.only]
             self.primary = [c for c in self.primary if c.protocol in self.only]
+        if self.only_rows:
+            every = [row_label(r) for r in self.all_rows()]
+            unknown = [o for o in self.only_rows if o not in every]
+            if unknown:
+                raise ConfigError(f"only_rows: {unknown} are not rows of this leaderboard",
+                                  fix=f"rows are: {', '.join(every)}")
+            keep = set(self.only_rows) | set(self.baselines)
+            self.rows = [r for r in (self.rows or [RowSpec(method=m) for m in sorted(METHODS)]) if row_label(r) in keep]
+            self.variants = [r for r in self.variants if row_label(r) in keep]
+            self.primary = [c for c in self.primary if c.set in keep and c.vs in keep]
+            for p in self.protocols:
+                p.rows = [r for r in p.rows if r in keep]
         for r in self.all_rows():
             get_method(r.method)
         labels = [row_label(r) for r in self.all_rows()]

@@ -1,0 +1,29 @@
+#!/bin/sh
+# A leaderboard campaign from a fixed commit (issue 34): the code runs from a separate git worktree, so edits and
+# commits in this checkout do not change what a running campaign computes, and every cell's small result file is
+# written into THIS checkout's results folder (docs/results/<name>), to be committed from here as it grows.
+#   scripts/campaign.sh PRESET [COMMIT]      e.g. scripts/campaign.sh cpu        (COMMIT: default HEAD)
+#   LIMIT=SECONDS  stop cleanly after the set or cell that crosses it (exit 3; run it again to continue)
+#   DATA=DIR       CIFAR in torchvision's layout (python ../shared/data/cifar.py DIR); default ./data
+#   WORK=DIR       where the worktree, the sets and the log live (default ~/.cache/ssdd/campaign)
+#   SETS=DIR       where sets are made or reused (default $WORK/out-PRESET; compute_cifar10_cpu: SETS=$WORK/out-cpu)
+# A second call with the same PRESET reuses the worktree (its commit is printed) and continues: finished sets and
+# cells are reused; a set seed begun on another kind of machine is refused (finish it there, or git rm its cells).
+set -e
+preset=${1:?usage: scripts/campaign.sh PRESET [COMMIT]}
+here=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${WORK:-$HOME/.cache/ssdd/campaign}
+DATA=$(cd "${DATA:-$here/data}" && pwd)
+tree="$WORK/tree-$preset"
+mkdir -p "$WORK/logs"
+if [ ! -d "$tree" ]; then
+    git -C "$here" worktree add --detach "$tree" "${2:-HEAD}"
+fi
+echo "campaign $preset at commit $(git -C "$tree" rev-parse --short HEAD) -> $here/docs/results/$preset"
+results=$(grep -E '^results:' "$tree/configs/leaderboard/$preset.yaml" | sed 's/^results: *//')
+[ -n "$results" ] || { echo "configs/leaderboard/$preset.yaml has no results: folder"; exit 2; }
+cd "$tree"
+PYTHONPATH="$tree" SSDD_PROGRESS=0 exec "$here/.venv/bin/python" -m distill leaderboard \
+    -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=$DATA" "targets.0.root=$DATA" \
+    "output=$WORK/out-$preset" "sets_dir=${SETS:-$WORK/out-$preset}" "results=$here/$results" \
+    ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1
