@@ -158,10 +158,11 @@ def _lb(tmp_path, **kw):
     return load_config(LeaderboardConfig, extra=base)
 
 
-def test_tables_render_from_the_result_files_alone_as_during_the_run(tmp_path, monkeypatch):
+def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_machine(tmp_path):
     from click.testing import CliRunner
 
     from distill.cli import cli
+    from distill.leaderboard.results import load_results
     cfg = _lb(tmp_path)
     rep = run_leaderboard(cfg, log=lambda *_: None)
     res = tmp_path / "results"
@@ -174,47 +175,37 @@ def test_tables_render_from_the_result_files_alone_as_during_the_run(tmp_path, m
     assert "Primary family (2 pre-declared comparisons" in rep["markdown"].splitlines()[2]
     assert "**exploratory**" in rep["markdown"] and "Machines (sample N=10): set seeds 0-2 on" in rep["markdown"]
     # a clone: the result folder alone (no sets, no output folder), rendered by the CLI
-    shutil.rmtree(tmp_path / "lb")
     clone = tmp_path / "clone"
     shutil.copytree(res, clone)
     shutil.rmtree(res)
-    (tmp_path / "cfg.yaml").write_text(json.dumps({**_plain(cfg), "results": str(clone),
-                                                   "output": str(tmp_path / "out2")}))
-    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(tmp_path / "cfg.yaml"), "--render-only"])
+    cfile = tmp_path / "cfg.yaml"
+    cfile.write_text(json.dumps({**_plain(cfg), "results": str(clone), "output": str(tmp_path / "out2")}))
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(cfile), "--render-only"])
     assert r.exit_code == 0, r.output
     rendered = (tmp_path / "out2" / "results.md").read_text()
     assert rendered == f"# Leaderboard t\n\n{rep['markdown']}\n![plot](leaderboard.png)\n"
-    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(tmp_path / "cfg.yaml"), "--plan"])
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(cfile), "--plan"])
     assert r.exit_code == 0 and "| random_labelled vs random | mkdt |" in r.output and "set seeds for 2 pts" in r.output
     assert len(files) == len(list(clone.rglob("*.json")))
+    # a result file from another machine in set seed 1: refused, by the renderer and by a run that would add to it
+    f = next((clone / "cells").rglob("*-herding-d1-*.json"))
+    d = json.loads(f.read_text())
+    d["stamp"] = {**d["stamp"], "machine": "Other CPU (2 threads, no bf16 units)", "precision": "fp32"}
+    f.write_text(json.dumps(d))
+    cfg.results = str(clone)
+    with pytest.raises(UserError, match="set seed 1 of sample-n10 mixes machines"):
+        load_results(cfg)
+    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(cfile), "--render-only"])
+    assert r.exit_code == 2 and "mixes machines" in r.output and "Traceback" not in r.output
+    for g in (clone / "cells").rglob("*-random-d1-*.json"):
+        g.unlink()
+    with pytest.raises(UserError, match="set seed 1 of sample-n10 already has results from another machine"):
+        run_leaderboard(cfg, log=lambda *_: None)
 
 
 def _plain(cfg):
     from distill.config import to_dict
     return to_dict(cfg)
-
-
-def test_a_result_file_from_another_machine_in_the_same_set_seed_is_refused(tmp_path):
-    from click.testing import CliRunner
-
-    from distill.cli import cli
-    cfg = _lb(tmp_path, distill_seeds=[0, 1], secondary_seeds=[], full_source=False, no_pretrain=False)
-    run_leaderboard(cfg, log=lambda *_: None)
-    f = next((tmp_path / "results" / "cells").rglob("*-herding-d1-*.json"))
-    d = json.loads(f.read_text())
-    d["stamp"] = {**d["stamp"], "machine": "Other CPU (2 threads, no bf16 units)", "precision": "fp32"}
-    f.write_text(json.dumps(d))
-    with pytest.raises(UserError, match="set seed 1 of sample-n10 mixes machines"):
-        from distill.leaderboard.results import load_results
-        load_results(cfg)
-    (tmp_path / "cfg.yaml").write_text(json.dumps(_plain(cfg)))
-    r = CliRunner().invoke(cli, ["leaderboard", "-c", str(tmp_path / "cfg.yaml"), "--render-only"])
-    assert r.exit_code == 2 and "mixes machines" in r.output and "Traceback" not in r.output
-    # a run that would add a cell to set seed 1 on this machine is refused before it makes anything
-    for g in (tmp_path / "results" / "cells").rglob("*-random-d1-*.json"):
-        g.unlink()
-    with pytest.raises(UserError, match="set seed 1 of sample-n10 already has results from another machine"):
-        run_leaderboard(cfg, log=lambda *_: None)
 
 
 def test_snapshots_of_one_run_give_the_compute_axis_with_growth_per_doubling(tmp_path):
