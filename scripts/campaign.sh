@@ -19,9 +19,9 @@ mkdir -p "$WORK/logs"
 if [ ! -d "$tree" ]; then
     git -C "$here" worktree add --detach "$tree" "${2:-HEAD}"
 fi
-echo "campaign $preset at commit $(git -C "$tree" rev-parse --short HEAD) -> $here/docs/results/$preset"
 results=$(grep -E '^results:' "$tree/configs/leaderboard/$preset.yaml" | sed 's/^results: *//')
 [ -n "$results" ] || { echo "configs/leaderboard/$preset.yaml has no results: folder"; exit 2; }
+echo "campaign $preset at commit $(git -C "$tree" rev-parse --short HEAD) -> $here/$results (log: $WORK/logs/$preset.log)"
 cd "$tree"
 PYTHONPATH="$tree" SSDD_PROGRESS=0 exec "$here/.venv/bin/python" -m distill leaderboard \
     -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=$DATA" "targets.0.root=$DATA" \

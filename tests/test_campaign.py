@@ -119,6 +119,12 @@ def test_primary_and_secondary_families_are_corrected_separately():
     ref = holm([x["p"] for x in sec1])                                 # the other 5, among themselves
     assert [x["p_adj"] for x in sec1] == pytest.approx(ref) and all(x["family"] == 5 for x in sec1)
     assert any(a["p_adj"] < b["p_adj"] for a, b in zip(sec1, sec0))    # one member fewer: smaller adjustments
+    # a declared comparison whose cells do not exist yet still counts in the family (as p = 1): no optimism
+    pend = load_config(LeaderboardConfig, extra={**base, "primary": [
+        {"set": "krr_st", "vs": "random", "protocol": "krrst"},
+        {"set": "kcenter", "vs": "random", "protocol": "krrst", "metrics": ["finetune"]}]})
+    x = next(x for x in gains(pend, rows) if x.get("primary"))
+    assert x["family"] == 2 and x["p_adj"] == pytest.approx(min(1.0, 2 * x["p"]))
     # a primary comparison need not involve a baseline, and it states the set seeds it needs for 2 points
     two = load_config(LeaderboardConfig, extra={**base, "primary": [{"set": "krr_st", "vs": "herding",
                                                                       "protocol": "krrst"}]})
@@ -173,13 +179,16 @@ def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_ma
     assert {"machine", "precision", "torch"} <= set(d["stamp"]) and d["ekey"] and d["commit"] and d["date"]
     assert not any(f.suffix == ".safetensors" for f in res.rglob("*"))      # no weights, no sets
     assert "Primary family (2 pre-declared comparisons" in rep["markdown"].splitlines()[2]
-    assert "**exploratory**" in rep["markdown"] and "Machines (sample N=10): set seeds 0-2 on" in rep["markdown"]
+    assert "**exploratory**" in rep["markdown"] and "Machines (sample N=10): set seeds 0-2 and the references on" in rep["markdown"]
     # a clone: the result folder alone (no sets, no output folder), rendered by the CLI
     clone = tmp_path / "clone"
     shutil.copytree(res, clone)
     shutil.rmtree(res)
     cfile = tmp_path / "cfg.yaml"
-    cfile.write_text(json.dumps({**_plain(cfg), "results": str(clone), "output": str(tmp_path / "out2")}))
+    # ... read with another data root, output folder and device: nothing machine-local is part of a result's identity
+    plain = _plain(cfg)
+    plain["targets"][0]["root"] = "/elsewhere/data"
+    cfile.write_text(json.dumps({**plain, "results": str(clone), "output": str(tmp_path / "out2"), "device": "cpu"}))
     r = CliRunner().invoke(cli, ["leaderboard", "-c", str(cfile), "--render-only"])
     assert r.exit_code == 0, r.output
     rendered = (tmp_path / "out2" / "results.md").read_text()
@@ -201,6 +210,17 @@ def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_ma
         g.unlink()
     with pytest.raises(UserError, match="set seed 1 of sample-n10 already has results from another machine"):
         run_leaderboard(cfg, log=lambda *_: None)
+
+
+def test_a_cell_written_again_under_another_key_replaces_the_older_file(tmp_path):
+    from distill.leaderboard.results import write_cell
+    st = {"machine": "m", "precision": "p", "torch": "t"}
+    a = tmp_path / "cifar10-n100-krr-st-d3-s0-aaaaaaaaaaaa.json"
+    other = tmp_path / "cifar10-n100-krr-st-boost-s-bytes-d3-s0-cccccccccccc.json"    # another row: kept
+    write_cell(a, [], 1.0, None, st, "e", "c")
+    write_cell(other, [], 1.0, None, st, "e", "c")
+    gone = write_cell(tmp_path / "cifar10-n100-krr-st-d3-s0-bbbbbbbbbbbb.json", [], 1.0, None, st, "e", "c")
+    assert gone == [a] and not a.exists() and other.exists()
 
 
 def _plain(cfg):

@@ -93,14 +93,39 @@ def expected_cells(cfg: LeaderboardConfig) -> dict[tuple, set | None]:
     return out
 
 
+def eval_identity(ecfg: EvalConfig, local: bool = False) -> dict:
+    """What an evaluation computes, without where things are on this machine: no report folder, no data roots, no
+    relabel classifier path (its content is keyed separately). ``local=False`` also drops device, amp and
+    parallelism, which change the machine's numbers but not the experiment (the stamp records them)."""
+    d = {k: v for k, v in to_dict(ecfg).items() if k != "output"}
+    d["targets"] = [{k: v for k, v in t.items() if k != "root"} for t in d.get("targets", [])]
+    if isinstance(d.get("relabel"), dict):
+        d["relabel"] = {k: v for k, v in d["relabel"].items() if k != "classifier"}
+    if not local:
+        for k in ("device", "amp", "parallel"):
+            d.pop(k, None)
+    return d
+
+
 def eval_key(cfg, p: ProtocolSpec, label, source: str, budget: int, seed: int, set_seed, extra: dict) -> str:
-    """The digest of what a cell's evaluation depends on besides its set: the resolved EvalConfig (before the
-    run fills in local paths), the row, source and budget."""
+    """The digest of what a cell's result depends on that the config alone fixes: the evaluation (without
+    machine-local keys: :func:`eval_identity`), the row's spec (method, steps, params, budget, snapshot), source and
+    budget. Recorded in every cell file as ``ekey``; ``--render-only`` recomputes it from the config and keeps only
+    the files that match, so a result made under another evaluation or row setting is never rendered."""
     ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
     if extra.get("full") and extra.get("epochs"):
         ecfg.pretrain.epochs = extra["epochs"]
-    d = {k: v for k, v in to_dict(ecfg).items() if k != "output"}     # where a report would go changes nothing
-    return _digest([d, None if extra.get("full") else label, source, budget])
+    row = next((r for r in cfg.all_rows() if row_label(r) == label), None)
+    spec = None if row is None else to_dict(row)
+    return _digest([eval_identity(ecfg), None if extra.get("full") else label, spec, source, budget])
+
+
+def _file_id(path: str | None) -> str | None:
+    """A file's content digest (the relabel classifier: a cell depends on what it holds, not where it lies)."""
+    if not path or not Path(path).exists():
+        return path
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
@@ -326,7 +351,10 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
     if extra.get("full") and extra.get("epochs"):
         ecfg.pretrain.epochs = extra["epochs"]
     set_id = None if s is None else _digest([s.meta.get("config"), s.meta.get("created"), s.storage_bytes()])
-    key = _digest([to_dict(ecfg), set_id, label, group["source"], group["budget"]])
+    # the file's key: the evaluation without local paths (so another output folder or data root reuses the cell),
+    # the relabel classifier by content, the set's identity
+    key = _digest([eval_identity(ecfg, local=True), _file_id(ecfg.relabel.classifier if ecfg.relabel.enabled else None),
+                   set_id, label, group["source"], group["budget"]])
     dpart = "" if set_seed is None else f"-d{set_seed}"
     file = out / "cells" / p.title / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
     if run is not None:

@@ -140,6 +140,12 @@ class LeaderboardConfig:
     results: str = ""
 
     def validate(self):
+        # the snapshots every run is asked for, before only_rows filters rows: a run made for one snapshot row
+        # writes those of its siblings too, so a later sitting with the others reuses it
+        self._snapshots = {}
+        for r in self.all_rows():
+            if r.at is not None:
+                self._snapshots.setdefault(run_identity(r, None), set()).add(r.at)
         if self.only:
             titles = [p.title for p in self.protocols]
             unknown = [o for o in self.only if o not in titles]
@@ -158,8 +164,8 @@ class LeaderboardConfig:
             self.rows = [r for r in (self.rows or [RowSpec(method=m) for m in sorted(METHODS)]) if row_label(r) in keep]
             self.variants = [r for r in self.variants if row_label(r) in keep]
             self.primary = [c for c in self.primary if c.set in keep and c.vs in keep]
-            for p in self.protocols:
-                p.rows = [r for r in p.rows if r in keep]
+            for p in self.protocols:      # (a protocol whose rows all go keeps its baselines: rows are kept)
+                p.rows = [r for r in p.rows if r in keep] or [b for b in self.baselines if b in p.rows] or p.rows
         for r in self.all_rows():
             get_method(r.method)
         labels = [row_label(r) for r in self.all_rows()]
@@ -206,12 +212,31 @@ class LeaderboardConfig:
             if bad:
                 raise ConfigError(f"protocol `{p.title}`: rows {bad} are not rows of this leaderboard",
                                   fix=f"rows are: {', '.join(labels)}")
+        from ..methods.base import Method
         for r in self.all_rows():
-            if r.at is not None and (r.steps is None or not 0 < r.at <= r.steps):
+            if r.at is None:
+                continue
+            if r.steps is None or not 0 < r.at <= r.steps:
                 raise ConfigError(f"row {row_label(r)}: at {r.at} must be a step of its run (1 .. steps, {r.steps})",
                                   fix="give the row `steps:` (its run's length) and `at:` at most that")
+            if get_method(r.method).total_steps is not Method.total_steps:
+                raise ConfigError(f"row {row_label(r)}: method {r.method} counts its stage steps otherwise than "
+                                  "`steps`, so a snapshot `at:` is not defined for it", fix="remove `at:` from this row")
+            every = self.snapshot_every(r)
+            if every and r.steps // every > 100:
+                raise ConfigError(f"row {row_label(r)}: the snapshots {sorted(self._snapshots[run_identity(r, None)])} "
+                                  f"of a {r.steps}-step run would be saved every {every} steps "
+                                  f"({r.steps // every} files)", fix="choose `at:` values with a larger common divisor")
         if not 0 < self.power < 1 or self.target_gain <= 0:
             raise ConfigError(f"power must be in (0, 1) and target_gain positive, got {self.power}, {self.target_gain}")
+
+    def snapshot_every(self, row: RowSpec, budget: int | None = None) -> int:
+        """``save_every`` of the run behind snapshot row ``row``: the greatest common divisor of every snapshot
+        declared for that run (0 when the only one is the end)."""
+        import math
+        ats = getattr(self, "_snapshots", {}).get(run_identity(row, None)) or {row.at}
+        every = math.gcd(*sorted(ats))
+        return 0 if every == row.steps else every
 
     def primary_rows(self, protocol: str | None = None) -> set[str]:
         """The labels of the rows a primary comparison reads (under ``protocol``; None: any protocol)."""
@@ -266,6 +291,12 @@ class LeaderboardConfig:
 
 
 EQUAL_BYTES = " (equal bytes)"
+
+
+def run_identity(r: RowSpec, budget: int | None) -> str:
+    """The run a snapshot row reads: rows with the same method, steps, params, budget and class-conditioning share
+    one run per set seed."""
+    return _digest([r.method, r.steps, r.params, r.budget or budget, r.class_conditional])
 
 
 def all_baselines(cfg) -> list[str]:

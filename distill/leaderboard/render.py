@@ -49,8 +49,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                   "comparisons pair the set seeds both rows have.\n")
     stamps = [(gname, gi["stamps"]) for gname, gi in info.items() if gi.get("stamps")]
     for gname, st in stamps:
-        md.append(f"Machines ({gname}): " + "; ".join(f"set seed{'s' if len(seeds) > 1 else ''} "
-                                                      f"{_seed_list(seeds)} on {kind}" for seeds, kind in st)
+        md.append(f"Machines ({gname}): " + "; ".join(f"{_units(seeds)} on {kind}" for seeds, kind in st)
                   + (" (**a mix**: each set seed on one machine, so pairs are never split across them)"
                      if len(st) > 1 else "") + ".\n")
     for group, gi in info.items():
@@ -151,9 +150,20 @@ UNIT_NOTE = ("The unit of every test is the set seed: a set seed draws its own s
              "samples (counting them would shrink the interval without adding what a claim about the method needs).")
 
 
-def _seed_list(seeds: list[int]) -> str:
-    """``0-9`` or ``0, 2, 5``."""
-    seeds = sorted(seeds)
+def _units(seeds: list) -> str:
+    """``set seeds 0-9``, ``set seed 3 and the references``, ``the references``."""
+    nums = [x for x in seeds if x != "references"]
+    head = f"set seed{'s' if len(nums) > 1 else ''} {_seed_list(nums)}" if nums else ""
+    tail = "the references" if "references" in seeds else ""
+    return " and ".join(x for x in (head, tail) if x)
+
+
+def _seed_list(seeds: list) -> str:
+    """``0-9`` or ``0, 2, 5`` (and "the references" for the unit of the rows without a set seed)."""
+    refs = "references" in seeds
+    seeds = sorted(x for x in seeds if x != "references")
+    if refs:
+        return (_seed_list(seeds) + " and " if seeds else "") + "the references"
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
     return ", ".join(map(str, seeds))
@@ -268,7 +278,7 @@ def _compute_plot(axis: list[dict], path: Path) -> Path:
 
 def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
     """``ssdd leaderboard --plan``: per primary comparison, the spread observed so far and the set seeds needed."""
-    m = len([x for x in planned if x["n"] > 0]) or len(planned)
+    m = max((x.get("family") or 0 for x in planned), default=0) or len(planned)
     level = cfg.alpha / max(1, m)
     lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm among themselves (strictest "
              f"level alpha / {m} = {level:.4f}); goal: detect a true gain of {cfg.target_gain:g} points with "

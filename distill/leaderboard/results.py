@@ -55,9 +55,20 @@ def describe_stamp(s: dict) -> str:
 
 
 def write_cell(file: Path, rows: list[dict], seconds: float, set_path: str | None, st: dict, ekey: str,
-               commit: str) -> None:
+               commit: str) -> list[Path]:
+    """Write a cell's result file and remove the files it supersedes (the same cell, i.e. protocol, row, set seed
+    and seed, under another key: a remade set, a changed evaluation); returns those removed."""
     write_json(file, {"rows": rows, "seconds": round(seconds, 1), "set": Path(set_path).name if set_path else None,
-                      "stamp": st, "ekey": ekey, "commit": commit, "date": time.strftime("%Y-%m-%d")})
+                      "stamp": st, "ekey": ekey, "commit": commit, "date": time.strftime("%Y-%m-%d"),
+                      "written": round(time.time(), 3)})
+    prefix = file.name[: -len("0123456789ab.json")]
+    gone = []
+    for old in file.parent.glob(prefix + "*.json"):
+        if old != file and CELL_NAME.match(old.name) and old.name[: len(prefix)] == prefix \
+                and len(old.name) == len(file.name):
+            old.unlink()
+            gone.append(old)
+    return gone
 
 
 def cell_files(root: Path, protocol: str | None = None) -> list[Path]:
@@ -168,8 +179,7 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
             if ident[2] == "*full":       # two full-source rows (equal compute, converged) share the ident
                 ident = (*ident, f.name.rsplit("-s", 1)[0])
                 old = chosen.get(ident)
-            if old is None or (d.get("date") or "", f.stat().st_mtime) > (old[1].get("date") or "",
-                                                                          old[0].stat().st_mtime):
+            if old is None or (d.get("written") or 0, f.name) > (old[1].get("written") or 0, old[0].name):
                 if old is not None:
                     notes.append(f"{old[0].name} and {f.name} hold the same cell; the newer is used")
                 chosen[ident] = (f, d)
@@ -186,13 +196,13 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
                 -1 if i[3] is None else i[3], i[4], str(i[5:]))
     for ident, (f, d) in sorted(chosen.items(), key=sort_key):
         rows.extend(d["rows"])
-        if ident[3] is not None and d.get("stamp"):
-            by_unit.setdefault((ident[1], ident[3]), {})[f] = d["stamp"]
+        if d.get("stamp"):        # references (no set seed) are listed under the unit "references"
+            by_unit.setdefault((ident[1], "references" if ident[3] is None else ident[3]), {})[f] = d["stamp"]
         g = info.setdefault(ident[1], {"cell_seconds": []})
         g["cell_seconds"].append(d.get("seconds") or 0.0)
     for (group, dseed), stamps in by_unit.items():
         kinds = {(s["machine"], s["precision"]) for s in stamps.values()}
-        if len(kinds) > 1:
+        if len(kinds) > 1 and dseed != "references":
             a, b = list(stamps.items())[:1][0], next((f, s) for f, s in stamps.items()
                                                       if not _same(s, list(stamps.values())[0]))
             raise UserError(f"set seed {dseed} of {group} mixes machines: {a[0]} ({describe_stamp(a[1])}) and "
@@ -204,16 +214,24 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
         base = json.loads(gfile.read_text()) if gfile.exists() else {}
         name = f"{base.get('source', group)} N={base.get('budget', '?')}"
         labels = {r["set"] for r in rows if f"{_slug(r['source'])}-n{r['budget']}" == group}
+        files = [f for f in sorted((root / "sets" / group).glob("*.json")) if _wanted_set(cfg, json.loads(f.read_text()))]
         out[name] = {**base, "cell_seconds": g["cell_seconds"],
-                     "rows": {k: v for k, v in _row_info(sorted((root / "sets" / group).glob("*.json"))).items()
-                              if k in labels},
+                     "rows": {k: v for k, v in _row_info(files).items() if k in labels},
                      "stamps": _stamp_summary({k: v for k, v in by_unit.items() if k[0] == group})}
     return rows, out, notes
 
 
-def _stamp_summary(by_unit: dict[tuple, dict[Path, dict]]) -> list[tuple[list[int], str]]:
-    """[(set seeds, "machine, precision")] for the table's statement of where its units ran."""
-    kinds: dict[str, list[int]] = {}
-    for (_, dseed), stamps in sorted(by_unit.items(), key=lambda kv: kv[0][1]):
-        kinds.setdefault(describe_stamp(next(iter(stamps.values()))), []).append(dseed)
+def _wanted_set(cfg: LeaderboardConfig, d: dict) -> bool:
+    """A set's info file belongs to this config: a reference, or a row's set at one of that row's set seeds."""
+    return d.get("set_seed") is None or d["set_seed"] in cfg.row_seeds(d.get("label", ""))
+
+
+def _stamp_summary(by_unit: dict[tuple, dict[Path, dict]]) -> list[tuple[list, str]]:
+    """[(set seeds, "machine, precision")] for the table's statement of where its units ran; the reference rows
+    (no set seed) as the unit "references", each of their stamps listed."""
+    kinds: dict[str, list] = {}
+    for (_, dseed), stamps in sorted(by_unit.items(), key=lambda kv: (isinstance(kv[0][1], str), str(kv[0][1]).zfill(6))):
+        for st in ({describe_stamp(s) for s in stamps.values()} if dseed == "references"
+                   else {describe_stamp(next(iter(stamps.values())))}):
+            kinds.setdefault(st, []).append(dseed)
     return [(seeds, kind) for kind, seeds in kinds.items()]

@@ -2,7 +2,6 @@
 experts and SC-DD's classifier per source."""
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from ..distilled import DistilledSet
 from ..engine.safefile import read_header
 from ..engine.stage import checkpoint_path, config_differences
 from ..methods import DistillConfig, get_method, method_config, run_distillation
-from .config import LeaderboardConfig, RowSpec, SourceSpec, _digest, _slug, row_label
+from ..errors import UserError
+from .config import LeaderboardConfig, RowSpec, SourceSpec, _digest, _slug, row_label, run_identity
 
 def _source(spec: SourceSpec, device):
     return load_source(spec.data, spec.train_per_class, device)
@@ -82,14 +82,9 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     out = folder / (f"{_slug(row_label(row))}.safetensors" if seed == 0 else f"{_slug(row_label(row))}-d{seed}.safetensors")
     save_every = 0
     if row.at is not None:        # one run per (method, params, steps, budget) and set seed; this row reads its snapshot
-        run_id = [row.method, row.steps, row.params, budget, row.class_conditional]
-        name = f"{_slug(row.method)}-{row.steps}steps-{_digest(run_id)[:8]}"
+        name = f"{_slug(row.method)}-{row.steps}steps-{run_identity(row, budget)[:8]}"
         out = folder / (f"{name}.safetensors" if seed == 0 else f"{name}-d{seed}.safetensors")
-        ats = [r.at for r in cfg.all_rows() if r.at is not None and
-               [r.method, r.steps, r.params, r.budget or budget, r.class_conditional] == run_id]
-        save_every = math.gcd(*ats) if ats else 0
-        if save_every == row.steps:
-            save_every = 0
+        save_every = cfg.snapshot_every(row)
     params = dict(row.params)
     if get_method(row.method).uses_experts and not params.get("experts"):
         if experts is None:
@@ -119,6 +114,9 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
     if res.set is None:
         raise OutOfTime()
     if snap != out:
+        if not snap.exists():
+            raise UserError(f"{out.name} ran without a snapshot at step {row.at} ({snap.name} is missing), e.g. it was "
+                            "made or resumed with other `at:` rows", fix=f"delete {out} to make the run again")
         return str(snap), DistilledSet.load(snap)
     return str(out), res.set
 

@@ -198,17 +198,33 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
         fam = ("primary",) if x.get("primary") else (x["protocol"], x["source"], x["budget"])
         families.setdefault(fam, []).append(x)
     power = getattr(cfg, "power", 0.8)
+    declared = declared_primary(cfg, rows)
     for name, fam in families.items():
-        adj = holm([x["p"] for x in fam])
-        level = cfg.alpha / len(fam)
+        # the primary family is as large as it was declared, whether or not its cells exist yet: the comparisons
+        # still missing count as p = 1 in Holm's adjustment, and in the level the detectable gain is read at
+        size = max(len(fam), declared) if name == ("primary",) else len(fam)
+        adj = holm([x["p"] for x in fam] + [1.0] * (size - len(fam)))[: len(fam)]
+        level = cfg.alpha / size
         for x, pa in zip(fam, adj):
-            x["p_adj"], x["family"] = pa, len(fam)
+            x["p_adj"], x["family"] = pa, size
             x["detectable"] = detectable_gain(x["gain_std"], x["n"], level, power)
             x["verdict"] = verdict(x["gain"], pa, cfg.alpha, x["n"])
             if name == ("primary",):
                 x["seeds_needed"] = seeds_needed(x["gain_std"], getattr(cfg, "target_gain", 2.0), level, power) \
                     if x["n"] > 1 else None
     return out
+
+
+def declared_primary(cfg: LeaderboardConfig, rows: list[dict]) -> int:
+    """How many comparisons the primary family holds by its declaration: each entry's metrics (those the protocol's
+    cells report, when it names none) times the targets and the source x budget groups."""
+    groups = sum(len(s.budgets) for s in getattr(cfg, "sources", [])) or 1
+    targets = len(getattr(cfg, "targets", [])) or 1
+    n = 0
+    for c in getattr(cfg, "primary", []) or []:
+        metrics = c.metrics or sorted({r["metric"] for r in rows if r.get("protocol") == c.protocol}) or [None]
+        n += len(metrics) * groups * targets
+    return n
 
 
 def plan(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
