@@ -19,11 +19,14 @@ mkdir -p "$WORK/logs"
 if [ ! -d "$tree" ]; then
     git -C "$here" worktree add --detach "$tree" "${2:-HEAD}"
 fi
+# the data is reached as ./data inside the worktree on every machine: a source's identity (its sets' folder) holds
+# its root, so an absolute path would make another machine's campaign a different source
+[ -e "$tree/data" ] || ln -s "$DATA" "$tree/data"
 results=$(grep -E '^results:' "$tree/configs/leaderboard/$preset.yaml" | sed 's/^results: *//')
 [ -n "$results" ] || { echo "configs/leaderboard/$preset.yaml has no results: folder"; exit 2; }
 echo "campaign $preset at commit $(git -C "$tree" rev-parse --short HEAD) -> $here/$results (log: $WORK/logs/$preset.log)"
 cd "$tree"
 PYTHONPATH="$tree" SSDD_PROGRESS=0 exec "$here/.venv/bin/python" -m distill leaderboard \
-    -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=$DATA" "targets.0.root=$DATA" \
+    -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=data" "targets.0.root=data" \
     "output=$WORK/out-$preset" "sets_dir=${SETS:-$WORK/out-$preset}" "results=$here/$results" \
     ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1
