@@ -164,7 +164,7 @@ def _lb(tmp_path, **kw):
     return load_config(LeaderboardConfig, extra=base)
 
 
-def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_machine(tmp_path):
+def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_machine(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from distill.cli import cli
@@ -180,6 +180,16 @@ def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_ma
     assert not any(f.suffix == ".safetensors" for f in res.rglob("*"))      # no weights, no sets
     assert "Primary family (2 pre-declared comparisons" in rep["markdown"].splitlines()[2]
     assert "**exploratory**" in rep["markdown"] and "Machines (sample N=10): set seeds 0-2 and the references on" in rep["markdown"]
+    # the campaign continued elsewhere (no sets, another output folder): finished units are neither made nor evaluated
+    import distill.leaderboard.cells as cells_mod
+
+    def never(*a, **k):
+        raise AssertionError("a finished unit was made or evaluated again")
+    monkeypatch.setattr(cells_mod, "make_set", never)
+    monkeypatch.setattr(cells_mod, "evaluate_sets", never)
+    again = run_leaderboard(_lb(tmp_path, output=str(tmp_path / "elsewhere")), log=lambda *_: None)
+    assert again["markdown"] == rep["markdown"]
+    monkeypatch.undo()
     # a clone: the result folder alone (no sets, no output folder), rendered by the CLI
     clone = tmp_path / "clone"
     shutil.copytree(res, clone)

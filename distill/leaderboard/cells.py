@@ -130,8 +130,8 @@ def _file_id(path: str | None) -> str | None:
 
 def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
     from ..engine.provenance import git_commit
-    from .results import check_unit_machine, group_slug, load_results, results_root, stamp, write_group_info, \
-        write_set_info
+    from .results import CELL_NAME, check_unit_machine, finished_unit, group_slug, load_results, result_index, \
+        results_root, stamp, write_group_info, write_set_info
     device = resolve_device(cfg.device)
     cfg.check_scale(device.type)
     out = Path(cfg.output)
@@ -176,10 +176,28 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                             _left(deadline)
                             cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log,
                                                classifier, set_seed=dseed, run=run))
+            # a unit (set seed, or the references) whose cells are all in the results folder is taken from there:
+            # nothing is made or evaluated again, on this machine or another (the campaign's committed results stand)
+            reusable = bool(evals) and len(evals) == len(cfg.protocols) and not cfg.equal_bytes
+            index = result_index(cfg, root) if reusable else {}
+            expected = expected_cells(cfg) if reusable else {}
+
+            def done_before(dseed) -> bool:
+                found = finished_unit(cfg, index, expected, gslug, dseed) if reusable else None
+                if not found:
+                    return False
+                for f, d in found:
+                    cells.extend(d["rows"])
+                    run["used"].setdefault(f.parent.name, set()).add(CELL_NAME.match(f.name)["key"])
+                    group.setdefault("cell_seconds", []).append(d.get("seconds") or 0.0)
+                log(f"  {'the references' if dseed is None else f'set seed {dseed}'}: all {len(found)} cells are in "
+                    f"{root}; nothing made or evaluated")
+                return True
             # (label, distillation seed or None for rows that do not depend on it) -> (path, set, extra)
             sets: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
             refs: dict[tuple[str, int | None], tuple[str | None, DistilledSet | None, dict]] = {}
-            if cfg.full_source or cfg.full_source_converged_epochs:
+            refs_done = done_before(None)
+            if (cfg.full_source or cfg.full_source_converged_epochs) and not refs_done:
                 row = RowSpec(method="random", label=FULL_SOURCE)
                 path, s = make_set(cfg, spec, src, teacher, row, len(src), made / "sets" / f"{skey}-full", log,
                                    deadline=deadline)
@@ -192,12 +210,14 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                                                      "epochs": cfg.full_source_converged_epochs})
                 for (label, _), (_, s, _) in refs.items():
                     write_set_info(root, gslug, label, None, s, run["stamp"])
-            if cfg.no_pretrain:
+            if cfg.no_pretrain and not refs_done:
                 refs[(NO_PRETRAIN, None)] = (None, None, {"method": None})
             evaluate(refs)
             # one set seed at a time, its sets made and its cells evaluated before the next: a campaign stopped
             # anywhere leaves whole set seeds behind it (and at most one unfinished), each from one machine
             for dseed in cfg.distill_seeds:
+                if done_before(dseed):
+                    continue
                 batch = {}
                 for row in cfg.all_rows():
                     label = row_label(row)

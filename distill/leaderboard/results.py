@@ -235,3 +235,42 @@ def _stamp_summary(by_unit: dict[tuple, dict[Path, dict]]) -> list[tuple[list, s
                    else {describe_stamp(next(iter(stamps.values())))}):
             kinds.setdefault(st, []).append(dseed)
     return [(seeds, kind) for kind, seeds in kinds.items()]
+
+
+def result_index(cfg: LeaderboardConfig, root: Path) -> dict[tuple, tuple[Path, dict]]:
+    """(cell identity, ekey) -> (file, contents) of every result file of the config's evaluation protocols (the
+    newest written where two files share both)."""
+    from .apps import is_application
+    out: dict[tuple, tuple[Path, dict]] = {}
+    for p in cfg.protocols:
+        if is_application(p.name):
+            continue
+        for f in cell_files(root, p.title):
+            m = CELL_NAME.match(f.name)
+            if not m:
+                continue
+            row = "*full" if m["row"].startswith("full-source") else m["row"]
+            ident = (p.title, m["group"], row, None if m["dseed"] is None else int(m["dseed"]), int(m["seed"]))
+            d = json.loads(f.read_text())
+            k = (ident, d.get("ekey"))
+            if k not in out or (d.get("written") or 0) > (out[k][1].get("written") or 0):
+                out[k] = (f, d)
+    return out
+
+
+def finished_unit(cfg: LeaderboardConfig, index: dict, expected: dict, group: str,
+                  dseed: int | None) -> list[tuple[Path, dict]] | None:
+    """Every cell the config asks of set seed ``dseed`` of ``group`` (None: the reference rows), when the results
+    folder holds them all under the config's evaluation keys; else None. A campaign continued on another machine
+    then neither remakes that set seed's sets nor evaluates its cells again: its committed results stand."""
+    need = [(ident, keys) for ident, keys in expected.items() if ident[1] == group and ident[3] == dseed]
+    if not need:
+        return None
+    found = []
+    for ident, keys in need:
+        for k in sorted(keys) if keys else [None]:
+            hit = index.get((ident, k)) if k is not None else next((v for (i, _), v in index.items() if i == ident), None)
+            if hit is None:
+                return None
+            found.append(hit)
+    return found
