@@ -7,7 +7,7 @@ from ..config import to_dict
 from ..engine.files import write_block, write_json, write_text
 from ..evaluate.report import aggregate, fmt
 from .config import EQUAL_BYTES, LeaderboardConfig, all_baselines
-from .stats import compute_axis, gains, headroom
+from .stats import compute_axis, declared_primary, gains, headroom, plan
 
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
     out = Path(cfg.output)
@@ -21,9 +21,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     room = headroom(cfg, rows, g)
     not_percent = {(r["protocol"], r["metric"]) for r in rows if r.get("percent") is False}
     md = [f"### Leaderboard `{cfg.name}`\n"]
-    prim = [x for x in g if x.get("primary")]
     if cfg.primary:
-        md.extend(primary_markdown(cfg, prim))
+        md.extend(primary_markdown(cfg, plan(cfg, rows), declared_primary(cfg, rows)))
     blind = [h for h in room if h["separates"] is False]
     if blind:
         worst = max(h["detectable"] for h in blind)
@@ -42,7 +41,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
               f"p, Holm-adjusted over " + ("its family (the primary family, or the table's secondary comparisons)"
                                            if cfg.primary else "the table's comparisons") +
               f"; the verdict reads the adjusted p at alpha {cfg.alpha}. "
-              f"\"det.\" is the smallest true gain that comparison would detect with {cfg.power:.0%} power at Holm's "
+              f"\"det.\" is the smallest true gain that comparison would detect with {_pct(cfg.power)} power at Holm's "
               f"strictest level (alpha / comparisons in its family), given its observed spread.\n")
     if cfg.secondary_seeds:
         md.append(f"Rows outside the primary family were made with set seeds {list(cfg.secondary_seeds)} only; their "
@@ -169,43 +168,57 @@ def _seed_list(seeds: list) -> str:
     return ", ".join(map(str, seeds))
 
 
-def primary_markdown(cfg: LeaderboardConfig, prim: list[dict]) -> list[str]:
+def _pct(power: float) -> str:
+    return f"{power * 100:.0f} %"
+
+
+def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int = 0) -> list[str]:
     """The primary family first: what it can resolve (its first line), then each comparison with its interval,
-    Holm-adjusted p (within the family), verdict, detectable gain and the set seeds it would need."""
+    Holm-adjusted p (within the family, counted as declared), verdict, detectable gain and the set seeds it would
+    need; a declared comparison without cells yet is listed as such."""
     target = cfg.target_gain
+    prim = [x for x in planned if x["n"] > 0]
+    missing = [x for x in planned if x["n"] == 0]
+    size = max([x.get("family") or 0 for x in prim] + [declared]) or len(planned)
     dets = [x["detectable"] for x in prim if x.get("detectable") is not None]
     ns = sorted({x["n"] for x in prim})
     short = [x for x in prim if x.get("detectable") is None or x["detectable"] > target]
+    fam = f"Primary family ({size} pre-declared comparisons, Holm among themselves"
     if not prim:
-        head = (f"**Primary family ({len(cfg.primary)} pre-declared comparisons): no cells yet, so nothing is "
-                "resolved.**")
-    elif not short:
-        head = (f"**Primary family ({len(prim)} pre-declared comparisons, Holm among themselves, {_seed_list(ns)} set "
-                f"seeds): resolves true gains of {max(dets):.2f} points or more in every comparison "
-                f"({min(dets):.2f}-{max(dets):.2f}, {cfg.power:.0%} power), within the {target:g}-point goal.**")
+        head = f"**{fam}): no cells yet, so nothing is resolved.**"
+    elif not short and not missing:
+        head = (f"**{fam}, {_seed_list(ns)} set seeds): resolves true gains of {max(dets):.2f} points or more in "
+                f"every comparison ({min(dets):.2f}-{max(dets):.2f}, {_pct(cfg.power)} power), within the "
+                f"{target:g}-point goal.**")
     else:
         need = [x.get("seeds_needed") for x in short]
-        need_s = ("; it would need " + (f"up to {max(n for n in need if n)} set seeds" if any(need) else
-                                        "more than 1000 set seeds") + f" to resolve {target:g} points"
-                  + (" (some never at this spread)" if any(n is None for n in need) and any(need) else ""))
-        head = (f"**Primary family ({len(prim)} pre-declared comparisons, Holm among themselves, {_seed_list(ns)} set "
-                f"seeds): resolves true gains of {min(dets) if dets else float('nan'):.2f}-"
-                f"{max(dets) if dets else float('nan'):.2f} points ({cfg.power:.0%} power); {len(short)} of "
-                f"{len(prim)} comparisons cannot resolve the {target:g}-point goal{need_s}.**")
+        need_s = ""
+        if short:
+            need_s = ("; it would need " + (f"up to {max(n for n in need if n)} set seeds" if any(need) else
+                                            "more than 1000 set seeds") + f" to resolve {target:g} points"
+                      + (" (some never at this spread)" if any(n is None for n in need) and any(need) else ""))
+        miss_s = f"; {len(missing)} not measured yet" if missing else ""
+        rng = f"{min(dets):.2f}-{max(dets):.2f}" if dets else "no"
+        head = (f"**{fam}, {_seed_list(ns)} set seeds so far): resolves true gains of {rng} points "
+                f"({_pct(cfg.power)} power); {len(short)} of {size} comparisons cannot resolve the {target:g}-point "
+                f"goal yet{need_s}{miss_s}.**")
     out = [head + "\n", UNIT_NOTE + "\n"]
-    if prim:
-        out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
-                   f"det. | set seeds for {target:g} pts |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
-        for x in prim:
-            ci = f" [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x.get("ci") else ""
-            p = "–" if x["p"] is None else f"{x['p']:.4f} / {x['p_adj']:.4f}"
-            det = "–" if x.get("detectable") is None else f"{x['detectable']:.2f}"
-            need = x.get("seeds_needed")
-            need_s = "–" if x["n"] < 2 else (">1000" if need is None else str(need))
-            out.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x['target']} {x['metric']} | {x['n']} | "
-                       f"{x['gain']:+.2f}{ci} | {p} | {x['verdict']} | {det} | {need_s} |")
-        out.append("")
+    out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
+               f"det. | set seeds for {target:g} pts |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for x in planned:
+        if x["n"] == 0:
+            out.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x['metric']} | 0 | not measured yet "
+                       "| – | – | – | – |")
+            continue
+        ci = f" [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x.get("ci") else ""
+        p = "–" if x["p"] is None else f"{x['p']:.4f} / {x['p_adj']:.4f}"
+        det = "–" if x.get("detectable") is None else f"{x['detectable']:.2f}"
+        need = x.get("seeds_needed")
+        need_s = "–" if x["n"] < 2 else (">1000" if need is None else str(need))
+        out.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x['target']} {x['metric']} | {x['n']} | "
+                   f"{x['gain']:+.2f}{ci} | {p} | {x['verdict']} | {det} | {need_s} |")
+    out.append("")
     return out
 
 
@@ -282,7 +295,7 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
     level = cfg.alpha / max(1, m)
     lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm among themselves (strictest "
              f"level alpha / {m} = {level:.4f}); goal: detect a true gain of {cfg.target_gain:g} points with "
-             f"{cfg.power:.0%} power; configured set seeds: {len(cfg.distill_seeds)}.", "", UNIT_NOTE, "",
+             f"{_pct(cfg.power)} power; configured set seeds: {len(cfg.distill_seeds)}.", "", UNIT_NOTE, "",
              f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
              f"det. at {len(cfg.distill_seeds)} seeds | set seeds for {cfg.target_gain:g} pts |",
              "|---|---|---|---|---|---|---|---|"]
