@@ -2,7 +2,8 @@
 # A leaderboard campaign from a fixed commit (issue 34): the code runs from a separate git worktree, so edits and
 # commits in this checkout do not change what a running campaign computes, and every cell's small result file is
 # written into THIS checkout's results folder (docs/results/<name>), to be committed from here as it grows.
-#   scripts/campaign.sh PRESET [COMMIT]      e.g. scripts/campaign.sh cpu        (COMMIT: default HEAD)
+#   scripts/campaign.sh PRESET [COMMIT]      e.g. scripts/campaign.sh cpu        (COMMIT: default HEAD; given for an
+#                                            existing worktree, it moves the campaign to that commit)
 #   LIMIT=SECONDS  stop cleanly after the set or cell that crosses it (exit 3; run it again to continue)
 #   DATA=DIR       CIFAR in torchvision's layout (python ../shared/data/cifar.py DIR); default ./data
 #   WORK=DIR       where the worktree, the sets and the log live (default ~/.cache/ssdd/campaign)
@@ -18,6 +19,8 @@ tree="$WORK/tree-$preset"
 mkdir -p "$WORK/logs"
 if [ ! -d "$tree" ]; then
     git -C "$here" worktree add --detach "$tree" "${2:-HEAD}"
+elif [ -n "$2" ]; then      # move the campaign to another fixed commit (its finished units are reused, not redone)
+    git -C "$tree" checkout -q --detach "$2"
 fi
 # the data is reached as ./data inside the worktree on every machine: a source's identity (its sets' folder) holds
 # its root, so an absolute path would make another machine's campaign a different source

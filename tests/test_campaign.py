@@ -266,3 +266,20 @@ def test_snapshots_of_one_run_give_the_compute_axis_with_growth_per_doubling(tmp
     slopes = [np.polyfit([0, 1, 2], [u[f"krr_st x{k}"] - u["random"] for k in (1, 2, 4)], 1)[0] for u in units.values()]
     assert a["slope"] == pytest.approx(float(np.mean(slopes)))
     assert "Quality against distillation compute" in rep["markdown"] and (tmp_path / "lb" / "compute.png").exists()
+
+
+def test_how_far_a_factorised_set_moved_is_measured_on_its_expanded_images(tmp_path):
+    from distill.leaderboard.results import image_change
+    src = small_source(20)
+    teacher = tiny_teacher(source=src)
+    params = {**get_method("boost").tiny_params, "views": []}
+    s = run_distillation(DistillConfig(data=DataConfig(name="sample"), method="boost", budget=12, seed=1, steps=0,
+                                       output=str(tmp_path / "b.safetensors"), params=params),
+                         teacher=teacher, source=src).set
+    assert s.images is None                          # stored as bases and coefficients
+    moved = image_change(s, src)
+    # at 0 steps only the low-rank projection separates the images from their start: small, but not zero
+    assert 0 < moved < 0.5
+    x = s.materialize().images[: len(s.meta["init_indices"])]
+    start = src.float(torch.tensor(s.meta["init_indices"]))
+    assert moved == pytest.approx(float((x - start).pow(2).mean().sqrt()))

@@ -110,7 +110,7 @@ def image_change(s, src) -> float | None:
     if not idx:
         return None
     import torch
-    x = s.images if s.images is not None else s.materialize()[0][: len(idx)]
+    x = s.images if s.images is not None else s.materialize().images[: len(idx)]
     start = src.float(torch.as_tensor(idx, device=src.images.device)).to(x.device)
     return float((x.float() - start.float()).pow(2).mean().sqrt())
 
