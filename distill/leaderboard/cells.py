@@ -78,6 +78,8 @@ def expected_cells(cfg: LeaderboardConfig) -> dict[tuple, set | None]:
                             for seed in cfg.seeds:
                                 out[(p.title, group, _slug(base + EQUAL_BYTES), dseed, seed)] = None
                 refs = []
+                if p.rows:                # a protocol restricted to some rows evaluates no reference row
+                    continue
                 if cfg.full_source:
                     refs.append((FULL_SOURCE, cfg.full_source_epochs))
                 if cfg.full_source_converged_epochs:
@@ -87,7 +89,7 @@ def expected_cells(cfg: LeaderboardConfig) -> dict[tuple, set | None]:
                         # the label holds the source's size, which only the run knows: any full-source file counts
                         out.setdefault((p.title, group, "*full", None, seed), set()).add(
                             eval_key(cfg, p, None, spec.data.name, budget, seed, None, {"full": True, "epochs": epochs}))
-                    if cfg.no_pretrain:
+                    if cfg.no_pretrain and not eval_config(cfg, p, seed).relabel.enabled:   # relabel: no student
                         out[(p.title, group, _slug(NO_PRETRAIN), None, seed)] = {
                             eval_key(cfg, p, NO_PRETRAIN, spec.data.name, budget, seed, None, {})}
     return out
