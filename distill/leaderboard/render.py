@@ -301,7 +301,7 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     from .stats import detectable_gain
     for x in planned:
-        sd = x.get("gain_std")
+        sd = x.get("gain_std") if x["n"] > 1 else None       # one unit has no spread to plan from
         at_cfg = None if not sd else detectable_gain(sd, len(cfg.distill_seeds), level, cfg.power)
         need = x.get("seeds_needed")
         f = (lambda v: "–" if v is None else f"{v:.2f}")
