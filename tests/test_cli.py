@@ -59,6 +59,7 @@ def test_data_prepare_sample_and_errors(tmp_path):
     assert r.exit_code == 2 and "unknown dataset" in r.output
 
 
+@pytest.mark.slow          # 10 s decoding CIFAR-100; `data prepare` is covered on the sample by the test above
 @pytest.mark.realdata
 def test_data_prepare_real_cifar100(cifar_root):
     r = run("data", "prepare", "cifar100", "--root", cifar_root)

@@ -253,6 +253,7 @@ def test_info_reads_a_trajectory_in_a_fresh_process(experts):
     assert "expert trajectory #0" in out.stdout and "3 epochs" in out.stdout
 
 
+@pytest.mark.slow          # the API path of both stages is tested above; this runs the CLI presets whole
 def test_cli_experts_then_distill_with_the_sample_presets(tmp_path):
     from click.testing import CliRunner
 

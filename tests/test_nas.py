@@ -90,7 +90,7 @@ def _cfg(d, npz, **kw):
     return NASConfig(**base)
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution", "tpe"])
+@pytest.mark.parametrize("strategy", ["random", "evolution", pytest.param("tpe", marks=pytest.mark.slow)])
 def test_in_process_search_completes_and_exports(nas_files, strategy):
     d, npz = nas_files
     res = run_search(_cfg(d, npz, strategy=strategy, output=str(d / f"out-{strategy}")))

@@ -47,6 +47,11 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
         md.append(f"Rows outside the primary family were made with set seeds {list(cfg.secondary_seeds)} only; their "
                   "comparisons pair the set seeds both rows have.\n")
     stamps = [(gname, gi["stamps"]) for gname, gi in info.items() if gi.get("stamps")]
+    for gname, gi in info.items():
+        if gi.get("commits"):
+            md.append(f"Result files ({gname}): {sum(gi['commits'].values())} cells in the config's `results:` folder, "
+                      "made at commit " + ", ".join(f"{c} ({n})" for c, n in gi["commits"].items())
+                      + "; this table is rendered from them alone.\n")
     for gname, st in stamps:
         md.append(f"Machines ({gname}): " + "; ".join(f"{_units(seeds)} on {kind}" for seeds, kind in st)
                   + (" (**a mix**: each set seed on one machine, so pairs are never split across them)"
