@@ -32,3 +32,22 @@ def small_npz(path, train_per_class: int = 50, test_per_class: int = 20):
     np.savez(path, x_train=tr.images.permute(0, 2, 3, 1).numpy(), y_train=tr.labels.numpy(),
              x_test=te.images.permute(0, 2, 3, 1).numpy(), y_test=te.labels.numpy(), classes=np.array(tr.classes))
     return path
+
+
+def sample_leaderboard(tmp_path, **kw):
+    """A leaderboard on the embedded sample: a tiny teacher, 3 cheap rows, the `mkdt` protocol cut to seconds;
+    ``kw`` overrides any key."""
+    from distill.config import load_config
+    from distill.leaderboard import LeaderboardConfig
+    teacher = tmp_path / "teacher.safetensors"
+    if not teacher.exists():
+        tiny_teacher().save(teacher)
+    base = {"name": "t", "sources": [{"data": {"name": "sample"}, "teacher": str(teacher), "train_per_class": 10,
+                                      "budgets": [10]}],
+            "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "herding"}],
+            "full_source_epochs": 1, "arch": "convnet-d2-w8-bn",
+            "protocols": [{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}}],
+            "targets": [{"name": "sample", "train_per_class": 10, "test_per_class": 5}], "seeds": [0],
+            "output": str(tmp_path / "lb")}
+    base.update(kw)
+    return load_config(LeaderboardConfig, extra=base)

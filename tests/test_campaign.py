@@ -14,7 +14,7 @@ from distill.leaderboard import LeaderboardConfig, run_leaderboard
 from distill.leaderboard.stats import detectable_gain, gains, holm, seeds_needed
 from distill.methods import get_method, run_distillation
 
-from .helpers import small_source, tiny_teacher
+from .helpers import sample_leaderboard, small_source, tiny_teacher
 
 
 # ---------------------------------------------------------------- matched starts
@@ -148,20 +148,11 @@ def test_primary_comparisons_must_name_rows_and_protocols_of_the_leaderboard():
 
 # ---------------------------------------------------------------- results that outlive a machine
 def _lb(tmp_path, **kw):
-    teacher = tmp_path / "teacher.safetensors"
-    if not teacher.exists():
-        tiny_teacher().save(teacher)
-    base = {"name": "t", "sources": [{"data": {"name": "sample"}, "teacher": str(teacher), "train_per_class": 10,
-                                      "budgets": [10]}],
-            "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "herding"}],
-            "full_source_epochs": 1, "arch": "convnet-d2-w8-bn",
-            "protocols": [{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}}],
-            "targets": [{"name": "sample", "train_per_class": 10, "test_per_class": 5}], "seeds": [0],
-            "distill_seeds": [0, 1, 2], "secondary_seeds": [0, 1], "baselines": ["random"],
-            "primary": [{"set": "random_labelled", "vs": "random", "protocol": "mkdt"}],
-            "output": str(tmp_path / "lb"), "results": str(tmp_path / "results")}
-    base.update(kw)
-    return load_config(LeaderboardConfig, extra=base)
+    """The sample leaderboard with a primary family, secondary seeds and a results folder."""
+    return sample_leaderboard(tmp_path, **{
+        "distill_seeds": [0, 1, 2], "secondary_seeds": [0, 1], "baselines": ["random"],
+        "primary": [{"set": "random_labelled", "vs": "random", "protocol": "mkdt"}],
+        "results": str(tmp_path / "results"), **kw})
 
 
 def test_tables_render_from_the_result_files_alone_and_one_set_seed_holds_one_machine(tmp_path, monkeypatch):

@@ -11,22 +11,11 @@ from distill.leaderboard import LeaderboardConfig, paired_test, run_leaderboard,
 from distill.methods import METHODS
 from distill.methods.baselines import RandomSubset
 
-from .helpers import tiny_teacher
+from .helpers import sample_leaderboard, tiny_teacher
 
 
 def _cfg(tmp_path, **kw):
-    teacher = tmp_path / "teacher.safetensors"
-    if not teacher.exists():
-        tiny_teacher().save(teacher)
-    base = {"name": "t", "sources": [{"data": {"name": "sample"}, "teacher": str(teacher), "train_per_class": 10,
-                                      "budgets": [10]}],
-            "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "herding"}],
-            "full_source_epochs": 1, "arch": "convnet-d2-w8-bn",
-            "protocols": [{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}}],
-            "targets": [{"name": "sample", "train_per_class": 10, "test_per_class": 5}], "seeds": [0],
-            "output": str(tmp_path / "lb")}
-    base.update(kw)
-    return load_config(LeaderboardConfig, extra=base)
+    return sample_leaderboard(tmp_path, **kw)
 
 
 def test_small_leaderboard_runs_and_reuses_finished_cells(tmp_path, monkeypatch):

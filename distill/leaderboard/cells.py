@@ -9,7 +9,6 @@ from pathlib import Path
 from ..config import load_config, to_dict
 from ..distilled import DistilledSet
 from ..engine import resolve_device
-from ..engine.files import write_json
 from ..errors import UserError
 from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
 from ..evaluate.config import EvalConfig, protocol_preset
@@ -176,7 +175,7 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                             continue
                         for seed in cfg.seeds:
                             _left(deadline)
-                            cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, out, log,
+                            cells.extend(_cell(cfg, p, label, path, s, extra, seed, group, targets, log,
                                                classifier, set_seed=dseed, run=run))
             # a unit (set seed, or the references) whose cells are all in the results folder is taken from there:
             # nothing is made or evaluated again, on this machine or another (the campaign's committed results stand)
@@ -297,7 +296,7 @@ def _row_info(sets: dict) -> dict:
 
 
 def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, out: Path, log,
-               deadline, run: dict | None = None) -> list[dict]:
+               deadline, run: dict) -> list[dict]:
     """An application over every set of equal bytes (the rows; not the full source or no pre-training) and its
     own references, each evaluation seed: one cell file each, reused when it exists."""
     app = get_application(p.name)(ctx, p.overrides)
@@ -324,8 +323,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             dpart = "" if dseed is None else f"-d{dseed}"
             file = (out / "cells" / p.title /
                     f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json")
-            if run is not None:
-                run["used"].setdefault(p.title, set()).add(key)
+            run["used"].setdefault(p.title, set()).add(key)
             if file.exists():
                 done = json.loads(file.read_text())
                 group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
@@ -351,19 +349,15 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     return out_rows
 
 
-def _write_cell(file: Path, rows, seconds, path, run: dict | None, ekey: str) -> None:
-    if run is None:
-        write_json(file, {"rows": rows, "seconds": round(seconds, 1), "set": path})
-        return
+def _write_cell(file: Path, rows, seconds, path, run: dict, ekey: str) -> None:
     from .results import write_cell
     write_cell(file, rows, seconds, path, run["stamp"], ekey, run["commit"])
 
 
-def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out: Path, log,
-          classifier: str | None = None, set_seed: int | None = None, run: dict | None = None) -> list[dict]:
+def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, log,
+          classifier: str | None, set_seed: int | None, run: dict) -> list[dict]:
     ekey = eval_key(cfg, p, label, group["source"], group["budget"], seed, set_seed, extra)
-    if run is not None:
-        out = run["root"]
+    out = run["root"]          # cells go to the results folder (the output folder unless `results:` is set)
     ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
     if ecfg.relabel.enabled:
         if s is None:                # nothing to train a student on
@@ -379,8 +373,7 @@ def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, out
                    set_id, label, group["source"], group["budget"]])
     dpart = "" if set_seed is None else f"-d{set_seed}"
     file = out / "cells" / p.title / f"{_slug(group['source'])}-n{group['budget']}-{_slug(label)}{dpart}-s{seed}-{key}.json"
-    if run is not None:
-        run["used"].setdefault(p.title, set()).add(key)
+    run["used"].setdefault(p.title, set()).add(key)
     if file.exists():
         done = json.loads(file.read_text())
         group.setdefault("cell_seconds", []).append(done.get("seconds") or 0.0)
