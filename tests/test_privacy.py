@@ -1,0 +1,192 @@
+"""Privacy audit (issue 35): nearest copies and re-identification calibrated on their two ends, LiRA on a toy
+problem with and without memorisation, the DP-SGD reference's epsilon against opacus' accountant, and the CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from applications.privacy.copies import audit_copies, nearest
+from applications.privacy.lira import attack_metrics, bootstrap_metrics, lira_scores, logit_confidence, resolution
+
+
+def _images(n, seed, size=8):
+    g = torch.Generator().manual_seed(seed)
+    # smooth random images (low-frequency blobs), so that neighbours are meaningful
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    return torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
+
+
+def test_exact_search_matches_brute_force():
+    q, k = _images(7, 0), _images(50, 1)
+    d, i = nearest(q, k, 2)
+    full = torch.cdist(q.reshape(7, -1).double(), k.reshape(50, -1).double())
+    ref = full.topk(2, largest=False)
+    assert torch.equal(i, ref.indices)
+    assert torch.allclose(d.double(), ref.values, atol=1e-5)
+    dc, ic = nearest(q, k, 1, "cosine")
+    qn = torch.nn.functional.normalize(q.reshape(7, -1).double(), dim=1)
+    kn = torch.nn.functional.normalize(k.reshape(50, -1).double(), dim=1)
+    assert torch.equal(ic[:, 0], (qn @ kn.T).argmax(1))
+
+
+def test_copies_calibrated_on_both_ends():
+    source, held = _images(400, 2), _images(200, 3)
+    idx = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:40]
+    enc = lambda x: torch.nn.functional.avg_pool2d(x, 2).flatten(1)      # noqa: E731  a stand-in teacher
+    subset = audit_copies(source[idx], source, held, encode=enc, starts=idx.tolist())
+    assert subset.summary["reidentified"] == 100.0
+    assert subset.summary["pixel_near_copy_1"] == 100.0 and subset.summary["pixel_nearest_is_start"] == 100.0
+    noise = torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    nz = audit_copies(noise, source, held, encode=enc)
+    assert nz.summary["reidentified"] == 0.0 and nz.summary["pixel_near_copy_5"] == 0.0
+    # source images with small added noise are still singled out (no starts given: the attacker's rule alone)
+    noisy = (source[idx] + 0.02 * torch.randn(40, 3, 8, 8, generator=torch.Generator().manual_seed(6))).clamp(0, 1)
+    nn_ = audit_copies(noisy, source, held)
+    assert nn_.summary["pixel_singled_out"] >= 90.0
+    # the rule's false-positive rate on real non-members is what it was calibrated to (about 1 %)
+    assert nz.summary["held_out_singled_out"] <= 2.5
+
+
+def _toy_runs(runs, points, memorise, seed=0):
+    """Shadow runs of a toy pipeline: an MLP trained on random-label data that holds a random half of the audit
+    points (memorise=True) or never sees them (its training data is disjoint; the masks are drawn all the same)."""
+    g = torch.Generator().manual_seed(seed)
+    d, k = 20, 4
+    audit_x = torch.randn(points, d, generator=g)
+    audit_y = torch.randint(0, k, (points,), generator=g)
+    keep = torch.rand(runs, points, generator=g) < 0.5
+    scores = torch.zeros(runs, points)
+    for r in range(runs):
+        other_x = torch.randn(30, d, generator=g)
+        other_y = torch.randint(0, k, (30,), generator=g)
+        x = torch.cat([other_x, audit_x[keep[r]]]) if memorise else other_x
+        y = torch.cat([other_y, audit_y[keep[r]]]) if memorise else other_y
+        torch.manual_seed(seed * 1000 + r)
+        net = torch.nn.Sequential(torch.nn.Linear(d, 64), torch.nn.ReLU(), torch.nn.Linear(64, k))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(300):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        with torch.no_grad():
+            scores[r] = logit_confidence(net(audit_x), audit_y)
+    return scores.numpy(), keep.numpy()
+
+
+def test_logit_confidence_closed_form():
+    logits = torch.tensor([[2.0, 0.5, -1.0]])
+    p = torch.softmax(logits.double(), 1)[0, 0]
+    assert abs(float(logit_confidence(logits, torch.tensor([0]))) - float(torch.log(p / (1 - p)))) < 1e-6
+
+
+def test_lira_separates_memorised_members_and_not_unseen_points():
+    s, k = _toy_runs(16, 40, memorise=True)
+    on = attack_metrics(*lira_scores(s, k, online=True))
+    off = attack_metrics(*lira_scores(s, k, online=False))
+    assert on["auc"] > 85 and off["auc"] > 75
+    s0, k0 = _toy_runs(16, 40, memorise=False, seed=1)
+    none = bootstrap_metrics(*lira_scores(s0, k0), n_resamples=100)
+    lo, hi = none["auc"][1], none["auc"][2]
+    assert lo <= 50.0 <= hi + 1.0 and abs(none["auc"][0] - 50) < 12
+
+
+def test_lira_checks_its_input():
+    with pytest.raises(ValueError, match="at least 3"):
+        lira_scores(np.zeros((2, 5)), np.zeros((2, 5), bool))
+    with pytest.raises(ValueError, match="runs x points"):
+        lira_scores(np.zeros((4, 5)), np.zeros((4, 6), bool))
+
+
+def test_resolution_against_statsmodels():
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+    r = resolution(4000, 4000, 0.01)
+    p = r["detectable_tpr"] / 100
+    power = NormalIndPower().power(proportion_effectsize(p, 0.01), nobs1=4000, alpha=0.05, ratio=1.0,
+                                   alternative="larger")
+    assert abs(power - 0.8) < 1e-3 and 1.0 < r["detectable_tpr"] < 3.0
+    assert resolution(400, 400, 0.001)["readable"] is False      # 1 / 400 > 0.1 %
+
+
+def test_dp_sgd_epsilon_is_the_accountants():
+    pytest.importorskip("opacus")
+    from opacus.accountants import RDPAccountant
+    from applications.privacy.dp import DPConfig, dp_regress, make_dp_compatible
+    torch.manual_seed(0)
+    x, y = torch.rand(64, 3, 8, 8), torch.randn(64, 5)
+    model = make_dp_compatible(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                                   torch.nn.Linear(4, 5)))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    cfg = DPConfig(epsilon=None, noise_multiplier=1.3, epochs=3, batch_size=16, lr=0.1)
+    out = dp_regress(model, x, y, cfg)
+    acc = RDPAccountant()
+    for _ in range(3 * 4):               # epochs x (n / batch) steps at sample rate batch / n
+        acc.step(noise_multiplier=1.3, sample_rate=16 / 64)
+    assert out["steps"] <= 12 and abs(out["epsilon"] - acc.get_epsilon(out["delta"])) < 1e-6
+    assert out["delta"] == pytest.approx(1 / 640)
+    # a target epsilon is met by the noise opacus chose
+    out = dp_regress(make_dp_compatible(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 5))), x, y,
+                     DPConfig(epsilon=4.0, epochs=2, batch_size=16))
+    assert out["epsilon"] <= 4.0 + 1e-6 and out["noise_multiplier"] > 0
+
+
+# ---------------------------------------------------------------------------------------------- the CLI and the app
+
+def _set_files(tmp_path):
+    from distill.data import load_source
+    from distill.data.config import DataConfig
+    from distill.methods import DistillConfig, run_distillation
+    from .helpers import tiny_teacher
+    teacher = tiny_teacher()
+    tpath = teacher.save(tmp_path / "teacher.safetensors")
+    src = load_source(DataConfig(name="sample"), 20)
+    out = {}
+    for method in ("random", "random_labelled"):
+        cfg = DistillConfig(data=DataConfig(name="sample"), method=method, budget=10, seed=3,
+                            output=str(tmp_path / f"{method}.safetensors"))
+        out[method] = run_distillation(cfg, teacher=teacher, source=src, quiet=True).path
+    return tpath, out
+
+
+def test_audit_cli_reports_copies_and_refuses_a_wrong_source(tmp_path):
+    from click.testing import CliRunner
+    from distill.cli import cli
+    tpath, files = _set_files(tmp_path)
+    run = lambda *a: CliRunner().invoke(cli, [str(x) for x in a], catch_exceptions=False)   # noqa: E731
+    r = run("audit", files["random"], files["random_labelled"], "--source", "sample", "--train-per-class", 20,
+            "--held-out", 100, "--teacher", tpath, "-o", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    import json
+    res = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert res["random.safetensors"]["reidentified"] == 100.0
+    assert res["random.safetensors"]["pixel_nearest_is_start"] == 100.0
+    assert (tmp_path / "a" / "copies-random.png").stat().st_size > 1000
+    # the whole sample split is not the 20-per-class subset the set was made from
+    r = run("audit", files["random"], "--source", "sample", "--held-out", 100, "-o", tmp_path / "b")
+    assert r.exit_code == 2 and "not the source" in r.output and "Traceback" not in r.output
+    r = run("audit", files["random"], "--source", "cifar10:/nonexistent", "-o", tmp_path / "c")
+    assert r.exit_code == 2 and "distilled from 'sample'" in r.output
+    assert not (tmp_path / "c").exists() and not (tmp_path / "b" / "audit.md").exists()
+    r = run("audit", tmp_path / "missing.safetensors", "--source", "sample")
+    assert r.exit_code == 2 and "no such set file" in r.output
+
+
+def test_privacy_application_runs_shadow_pipelines(tmp_path):
+    """The leaderboard's privacy protocol end to end on the sample: shadow runs per row, LiRA, the copy audit of
+    the row's own set, a DP-SGD reference with its epsilon, and the resolution stated."""
+    from distill.leaderboard import run_leaderboard
+    from .helpers import sample_leaderboard
+    cfg = sample_leaderboard(
+        tmp_path, rows=[{"method": "random"}], baselines=["random"], full_source=False, no_pretrain=False,
+        protocols=[{"name": "privacy", "overrides": {
+            "audit_points": 20, "held_out": 40, "shadows": 4, "pretrain": {"epochs": 2}, "references": ["noise"],
+            "dp": [{"epsilon": 8.0, "epochs": 1, "batch_size": 32}], "bootstrap": 20}}])
+    rep = run_leaderboard(cfg, log=lambda m: None)
+    rows = {(r["set"], r["metric"]): r for r in rep["rows"]}
+    assert rows[("random", "re-identified")]["acc"] == 100.0
+    assert 0 <= rows[("random", "AUC")]["acc"] <= 100 and rows[("random", "AUC")]["lo"] <= rows[("random", "AUC")]["hi"]
+    assert rows[("DP-SGD (eps 8)", "epsilon")]["acc"] <= 8.0 + 1e-6
+    assert ("noise", "re-identified") not in rows and ("noise", "AUC") in rows
+    assert "TPR @ 1 % FPR not readable" in rep["markdown"]
