@@ -190,3 +190,6 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
     assert rows[("DP-SGD (eps 8)", "epsilon")]["acc"] <= 8.0 + 1e-6
     assert ("noise", "re-identified") not in rows and ("noise", "AUC") in rows
     assert "TPR @ 1 % FPR not readable" in rep["markdown"]
+    # the leakage table with intervals and the privacy-utility picture, drawn from the rows alone
+    assert "Leakage with intervals" in rep["markdown"] and (tmp_path / "lb" / "privacy_utility.png").exists()
+    assert len([r for r in rep["rows"] if r["set"] == "random" and r["metric"] == "student linear"]) == 4

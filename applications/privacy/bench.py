@@ -10,8 +10,8 @@ YAML (a leaderboard protocol)::
         attack: online           # LiRA variant: online (IN and OUT Gaussians) | offline (OUT only, one-sided)
         protocol: krrst          # the evaluation protocol whose pre-training every student follows
         pretrain: {epochs: 200}  # overrides of that protocol's pre-training
-        utility: true            # linear-probe run 0's student on the targets (the utility axis)
-        references: [noise, full source]
+        utility: true            # linear-probe every run's student on the targets (the utility axis)
+        references: [noise, all private images]
         dp: [{epsilon: 8.0}, {epsilon: 1.0}]     # DP-SGD students on the private source (opacus)
 
 One cell = one row x one set seed: ``shadows`` runs, each distilling the row's method from its own private source
@@ -20,8 +20,8 @@ every audit point (applications/privacy/shadow.py); LiRA (leave-one-out over the
 set (made from the public source alone) gets the nearest-copy audit against that source.
 
 References (rows of this protocol only): ``noise`` (Gaussian noise images with the teacher's representations as
-targets: nothing to leak), ``full source`` (a student pre-trained on the whole private source: what a set is meant to
-replace) and one ``DP-SGD (eps E)`` row per ``dp`` entry (the full-source student trained by DP-SGD, opacus; its
+targets: nothing to leak), ``all private images`` (a student pre-trained on the whole private source with the
+teacher's representations as targets: what a set is meant to replace) and one ``DP-SGD (eps E)`` row per ``dp`` entry (the full-source student trained by DP-SGD, opacus; its
 epsilon from opacus' RDP accountant). Every leakage metric is lower-is-better; ``random`` (the real subset: every
 image is a private image) is the real-image baseline.
 """
@@ -50,7 +50,7 @@ from .dp import DPConfig, dp_label, dp_regress, make_dp_compatible
 from .lira import attack_metrics, bootstrap_metrics, lira_scores, resolution
 from .shadow import audit_draw, distill_shadow, private_source, shadow_masks, start_points, student_scores
 
-NOISE, FULL = "noise", "full source"
+NOISE, FULL = "noise", "all private images"
 LEAK = ("AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@1%FPR (starts)", "re-identified", "near copy 5%")
 EXPERTS = {"arch": "convnet-32-64-128-in", "experts": 4, "epochs": 6}
 
@@ -64,7 +64,7 @@ class PrivacyBenchConfig:
     global_variance: bool = True
     protocol: str = "krrst"
     pretrain: dict[str, Any] = field(default_factory=dict)
-    utility: bool = True
+    utility: bool = True                         # linear-probe every run's student on the targets
     references: list[str] = field(default_factory=lambda: [NOISE, FULL])
     dp: list[dict[str, Any]] = field(default_factory=lambda: [{"epsilon": 8.0}, {"epsilon": 1.0}])
     full_source_epochs: int | None = None        # default: the leaderboard's full_source_epochs
@@ -189,11 +189,11 @@ class PrivacyApp(Application):
             sc, st, model, ex = self._run(label, row, r, run_seed)
             scores[r], extra = sc, ex or extra
             starts[r, st] = True
-            if r == 0 and p.utility:
+            if p.utility:
                 for name, (train, test, _) in ctx.targets.items():
                     test = self._utility_test(name, test)
                     for frac, acc in linear_probe(model, train, test, self.lcfg, run_seed, ctx.cfg.amp).items():
-                        utility[(name, frac)] = acc
+                        utility.setdefault((name, frac), []).append(acc)
             ctx.log(f"  [privacy] {label} set seed {set_seed}: shadow run {r + 1}/{p.shadows} "
                     f"({time.time() - t0:.0f}s)")
         dec, member = lira_scores(scores, self.keep, online=p.attack == "online",
@@ -219,12 +219,64 @@ class PrivacyApp(Application):
             ca = audit_copies(x, src.float(), self.held.float(), encode=enc, starts=starts0)
             rows += [{**base, "metric": "re-identified", "acc": ca.summary["reidentified"], "copies": ca.summary},
                      {**base, "metric": "near copy 5%", "acc": ca.summary["pixel_near_copy_5"]}]
-        for (name, frac), acc in utility.items():
-            rows.append({"target": name, "metric": f"student linear{'' if frac >= 1 else f'@{frac * 100:g}%'}",
-                         "acc": acc})
+        for (name, frac), accs in utility.items():      # one row per run: the table shows mean ± std over runs
+            rows += [{"target": name, "metric": f"student linear{'' if frac >= 1 else f'@{frac * 100:g}%'}",
+                      "acc": acc, "run": r} for r, acc in enumerate(accs)]
         if "epsilon" in extra:
             rows.append({"target": tgt, "metric": "epsilon", "acc": extra["epsilon"], **extra})
         return rows
+
+    @classmethod
+    def render(cls, rows: list[dict], folder, title: str) -> list[str]:
+        """The leakage table with its intervals (bootstrap over audit points for the attack; t over shadow runs for
+        the students' utility) and the privacy-utility plot: utility against TPR @ 1 % FPR, one point per row."""
+        from pathlib import Path
+        if not rows:
+            return []
+        labels = list(dict.fromkeys(r["set"] for r in rows))
+        get = lambda lab, m: [r for r in rows if r["set"] == lab and r["metric"] == m]    # noqa: E731
+        util_metric = next((r["metric"] for r in rows if r["metric"].startswith("student linear")), None)
+        util_target = next((r["target"] for r in rows if r["metric"] == util_metric), None)
+        head = ["set", "AUC %", "TPR @ 1 % FPR", "TPR @ 0.1 % FPR", "TPR @ 1 % FPR (its starts)", "re-identified %",
+                "near copy 5 % (pixel)", f"{util_target} {util_metric} (runs)", "epsilon"]
+        lines = [f"Leakage with intervals ({title}): attack metrics with 95 % bootstrap intervals over audit points "
+                 "(one set seed: the shadow runs are the repetitions); the students' utility as mean with a 95 % t "
+                 "interval over the shadow runs.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        points = []
+
+        def interval(lab, m):
+            r = get(lab, m)
+            if not r:
+                return "–", None
+            r = r[0]
+            if r.get("lo") is None:
+                return f"{r['acc']:.2f}", (r["acc"], r["acc"], r["acc"])
+            return f"{r['acc']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]", (r["acc"], r["lo"], r["hi"])
+
+        for lab in labels:
+            cells = [interval(lab, m) for m in ("AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@1%FPR (starts)",
+                                                "re-identified", "near copy 5%")]
+            u = [r["acc"] for r in get(lab, util_metric)] if util_metric else []
+            ut, uci = "–", None
+            if u:
+                m = float(np.mean(u))
+                if len(u) > 1:
+                    from scipy import stats
+                    h = float(stats.t.ppf(0.975, len(u) - 1) * np.std(u, ddof=1) / np.sqrt(len(u)))
+                    ut, uci = f"{m:.2f} ± {h:.2f} ({len(u)})", (m, m - h, m + h)
+                else:
+                    ut, uci = f"{m:.2f} (1)", (m, m, m)
+            eps = get(lab, "epsilon")
+            lines.append("| " + " | ".join([lab] + [c[0] for c in cells] + [ut, f"{eps[0]['acc']:.2f}" if eps else "–"])
+                         + " |")
+            if uci and cells[1][1]:
+                points.append((lab, uci, cells[1][1]))
+        lines.append("")
+        if points:
+            png = Path(folder) / "privacy_utility.png"
+            _privacy_plot(points, png, util_target, util_metric)
+            lines += [f"![privacy against utility]({png.name})", ""]
+        return lines
 
     def _utility_test(self, name, test):
         """The target's test split without the audit points when it is the source dataset's test split."""
@@ -233,6 +285,29 @@ class PrivacyApp(Application):
         keep = torch.ones(len(test), dtype=torch.bool)
         keep[self.audit_index[self.audit_index < len(test)]] = False
         return test.subset(torch.nonzero(keep).flatten())
+
+
+def _privacy_plot(points, path, target, metric) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for lab, (ux, ulo, uhi), (ty, tlo, thi) in points:
+        kind = ("tab:red" if lab.startswith("DP-SGD") else "tab:gray" if lab in (NOISE, FULL)
+                else "tab:orange" if lab.startswith("random") else "tab:blue")
+        ax.errorbar(ux, ty, xerr=[[ux - ulo], [uhi - ux]], yerr=[[ty - tlo], [thi - ty]], fmt="o", color=kind,
+                    capsize=3)
+        ax.annotate(lab, (ux, ty), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.axhline(1.0, color="k", lw=0.6, ls=":")
+    ax.text(ax.get_xlim()[0], 1.0, " chance (TPR = FPR)", fontsize=6, va="bottom")
+    ax.set_xlabel(f"student utility: {target} {metric} (%)")
+    ax.set_ylabel("membership TPR @ 1 % FPR (%)")
+    ax.set_title("privacy against utility (lower right is better)\nblue: methods, orange: real subsets, red: DP-SGD, "
+                 "gray: references", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
 
 
 __all__ = ["PrivacyApp", "PrivacyBenchConfig"]

@@ -81,6 +81,12 @@ class Application:
         that makes its own memory from the row's method (``uses_sets = False``) names what it makes it with."""
         return None
 
+    @classmethod
+    def render(cls, rows: list[dict], folder: Path, title: str) -> list[str]:
+        """Markdown lines the application adds under its table (pictures written into ``folder``), from its cells'
+        rows alone, so that ``--render-only`` draws them from committed results too."""
+        return []
+
     def cell(self, label: str, s: DistilledSet | None, seed: int, set_seed: int | None, row) -> list[dict]:
         """One cell's rows: dicts with ``target``, ``metric`` and ``acc`` (the value), plus anything else.
         ``s`` is None for a reference row (``label`` in :meth:`references`); ``row`` is the leaderboard's

@@ -306,7 +306,8 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     rows_by_label = {row_label(r): r for r in cfg.all_rows()}
     bases = all_baselines(cfg)
     todo = [(label, dseed, path, s, label in bases) for (label, dseed), (path, s, extra) in sets.items()
-            if not is_reference(label) and (app.uses_sets or not extra.get("equal_bytes"))]
+            if not is_reference(label) and (app.uses_sets or not extra.get("equal_bytes"))
+            and (not p.rows or label in p.rows) and (dseed is None or dseed in cfg.row_seeds(label, p.title))]
     # references are drawn per distillation seed too, so that they pair with the rows unit by unit
     todo += [(label, dseed, None, None, real) for label, real in app.references().items() for dseed in cfg.distill_seeds]
     base_key = app.key()

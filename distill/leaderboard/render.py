@@ -6,6 +6,7 @@ from pathlib import Path
 from ..config import to_dict
 from ..engine.files import write_block, write_json, write_text
 from ..evaluate.report import aggregate, fmt
+from .apps import get_application, is_application
 from .config import EQUAL_BYTES, LeaderboardConfig, all_baselines
 from .stats import compute_axis, declared_primary, gains, headroom, plan
 
@@ -129,6 +130,9 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                             vals.append("–" if x is None else gain_cell(x) + (f" vs {x['baseline']}" if best else ""))
                         md.append(f"| {label} | {base} | " + " | ".join(vals) + " |")
                 md.append("")
+            if is_application(p.name):
+                own_rows = [r for r in rows if r["protocol"] == p.title and f"{r['source']} N={r['budget']}" == group]
+                md.extend(get_application(p.name).render(own_rows, out, f"{group}, protocol `{p.title}`"))
     axis = compute_axis(cfg, rows, info)
     if axis:
         md.extend(compute_markdown(axis, out / "compute.png"))
