@@ -180,11 +180,12 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
     from .helpers import sample_leaderboard
     cfg = sample_leaderboard(
         tmp_path, rows=[{"method": "random"}], baselines=["random"], full_source=False, no_pretrain=False,
-        protocols=[{"name": "privacy", "overrides": {
+        protocols=[{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}},
+                   {"name": "privacy", "overrides": {
             "audit_points": 20, "held_out": 40, "shadows": 4, "pretrain": {"epochs": 2}, "references": ["noise"],
             "dp": [{"epsilon": 8.0, "epochs": 1, "batch_size": 32}], "bootstrap": 20}}])
     rep = run_leaderboard(cfg, log=lambda m: None)
-    rows = {(r["set"], r["metric"]): r for r in rep["rows"]}
+    rows = {(r["set"], r["metric"]): r for r in rep["rows"] if r["protocol"] == "privacy"}
     assert rows[("random", "re-identified")]["acc"] == 100.0
     assert 0 <= rows[("random", "AUC")]["acc"] <= 100 and rows[("random", "AUC")]["lo"] <= rows[("random", "AUC")]["hi"]
     assert rows[("DP-SGD (eps 8)", "epsilon")]["acc"] <= 8.0 + 1e-6
@@ -193,3 +194,8 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
     # the leakage table with intervals and the privacy-utility picture, drawn from the rows alone
     assert "Leakage with intervals" in rep["markdown"] and (tmp_path / "lb" / "privacy_utility.png").exists()
     assert len([r for r in rep["rows"] if r["set"] == "random" and r["metric"] == "student linear"]) == 4
+    # the other tables of the same sets gain the leakage columns
+    mkdt_table = rep["markdown"].split("protocol `mkdt`")[1].split("####")[0]
+    assert "leak: TPR @ 1 % FPR" in mkdt_table and "leak: near copies %" in mkdt_table
+    line = next(x for x in mkdt_table.splitlines() if x.startswith("| random |"))
+    assert line.rstrip(" |").endswith("100")

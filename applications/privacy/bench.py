@@ -227,6 +227,19 @@ class PrivacyApp(Application):
         return rows
 
     @classmethod
+    def columns_for(cls, rows: list[dict]) -> dict[str, dict[str, str]]:
+        """The leakage each set shows beside its utility in the other tables: TPR @ 1 % FPR with its interval and
+        the near-copy share."""
+        out: dict[str, dict[str, str]] = {}
+        for r in rows:
+            if r["metric"] == "TPR@1%FPR":
+                ci = f" [{r['lo']:.1f}, {r['hi']:.1f}]" if r.get("lo") is not None else ""
+                out.setdefault(r["set"], {})["leak: TPR @ 1 % FPR"] = f"{r['acc']:.1f}{ci}"
+            elif r["metric"] == "near copy 5%":
+                out.setdefault(r["set"], {})["leak: near copies %"] = f"{r['acc']:.0f}"
+        return out
+
+    @classmethod
     def render(cls, rows: list[dict], folder, title: str) -> list[str]:
         """The leakage table with its intervals (bootstrap over audit points for the attack; t over shadow runs for
         the students' utility) and the privacy-utility plot: utility against TPR @ 1 % FPR, one point per row."""

@@ -87,6 +87,12 @@ class Application:
         rows alone, so that ``--render-only`` draws them from committed results too."""
         return []
 
+    @classmethod
+    def columns_for(cls, rows: list[dict]) -> dict[str, dict[str, str]]:
+        """Columns this application lends to the other tables of the same source and budget, from its cells' rows:
+        {set label: {column title: text}} (the privacy audit's leakage beside KD's or a probe's accuracy)."""
+        return {}
+
     def cell(self, label: str, s: DistilledSet | None, seed: int, set_seed: int | None, row) -> list[dict]:
         """One cell's rows: dicts with ``target``, ``metric`` and ``acc`` (the value), plus anything else.
         ``s`` is None for a reference row (``label`` in :meth:`references`); ``row`` is the leaderboard's

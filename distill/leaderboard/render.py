@@ -84,15 +84,23 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                 md.append(test_note(gi.get("tests", {}), pct))
             # an application that does not use the sets (continual distils per experience) has no such columns
             own = p.title in gi.get("own_memory", ())
-            head = ["set"] + [f"{t} {m}" for t, m in cols] + ([] if own else ["distill time", "storage (images)"])
+            lent = {} if own else _lent_columns(cfg, rows, p.title, group)
+            lcols = list(dict.fromkeys(c for v in lent.values() for c in v if c != "_from"))
+            head = (["set"] + [f"{t} {m}" for t, m in cols] + ([] if own else ["distill time", "storage (images)"])
+                    + lcols)
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for label in labels:
                 vals = [fmt(c["mean"], c["std"], c["n"]) if (c := cell.get((label, t, m))) else "–" for t, m in cols]
                 r = gi["rows"].get(label, {})
                 secs = f"{r['seconds']:.0f} s" if r.get("seconds") is not None else "–"
                 store = f"{r['image_equivalents']:.1f}" if r.get("image_equivalents") is not None else "–"
-                lines.append("| " + " | ".join([label] + vals + ([] if own else [secs, store])) + " |")
+                lines.append("| " + " | ".join([label] + vals + ([] if own else [secs, store])
+                                               + [lent.get(label, {}).get(c, "–") for c in lcols]) + " |")
             md.append("\n".join(lines) + "\n")
+            if lcols:
+                md.append("The last column(s) come from the " + ", ".join(
+                    f"`{q}`" for q in dict.fromkeys(q for v in lent.values() for q in v.get("_from", ())))
+                    + " protocol's cells for the same sets.\n")
             hsub = [h for h in room if h["protocol"] == p.title and f"{h['source']} N={h['budget']}" == group]
             for h in hsub:
                 ci = f" [{h['ci'][0]:+.2f}, {h['ci'][1]:+.2f}]" if h["ci"] else ""
@@ -149,6 +157,20 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "headroom": room, "aggregate": agg,
             "paths": paths,
             "seconds": seconds}
+
+
+def _lent_columns(cfg, rows: list[dict], title: str, group: str) -> dict[str, dict[str, str]]:
+    """Columns other application protocols of the same source and budget lend to this table (by set label)."""
+    out: dict[str, dict] = {}
+    for q in cfg.protocols:
+        if q.title == title or not is_application(q.name):
+            continue
+        qrows = [r for r in rows if r["protocol"] == q.title and f"{r['source']} N={r['budget']}" == group]
+        for label, c in get_application(q.name).columns_for(qrows).items():
+            d = out.setdefault(label, {"_from": []})
+            d.update(c)
+            d["_from"].append(q.title)
+    return out
 
 
 UNIT_NOTE = ("The unit of every test is the set seed: a set seed draws its own subset, initialisation and "
