@@ -51,7 +51,7 @@ from .lira import attack_metrics, bootstrap_metrics, lira_scores, resolution
 from .shadow import audit_draw, distill_shadow, private_source, shadow_masks, start_points, student_scores
 
 NOISE, FULL = "noise", "all private images"
-LEAK = ("AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@1%FPR (starts)", "re-identified", "near copy 5%")
+LEAK = ("AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@1%FPR (starts)", "re-identified", "singled out", "near copy 5%")
 EXPERTS = {"arch": "convnet-32-64-128-in", "experts": 4, "epochs": 6}
 
 
@@ -74,6 +74,10 @@ class PrivacyBenchConfig:
     def validate(self):
         if self.shadows < 4 or self.shadows % 2:
             raise ConfigError(f"privacy shadows must be an even number >= 4, got {self.shadows}")
+        if not self.global_variance and self.shadows < 6:
+            raise ConfigError(f"per-point variance needs at least 6 shadow runs (2 IN and 2 OUT shadows per point after "
+                              f"leaving the target out and equalising), got {self.shadows}",
+                              fix="raise shadows or keep global_variance: true")
         if self.attack not in ("online", "offline"):
             raise ConfigError(f"privacy attack must be online or offline, got {self.attack!r}")
         if self.audit_points < 2 or self.held_out < 2:
@@ -152,6 +156,9 @@ class PrivacyApp(Application):
         extra: dict = {}
         starts: list[int] = []
         if row is not None:
+            if row.at is not None and row.at != row.steps:
+                raise ConfigError(f"the privacy protocol audits whole runs; row '{label}' is a snapshot (at: {row.at})",
+                                  fix="leave snapshot rows out of the privacy protocol (its rows:)")
             s = distill_shadow(ctx.cfg, ctx.spec, row, ctx.budget if row.budget is None else row.budget, priv,
                                ctx.teacher, seed, {**EXPERTS, **{k_: v for k_, v in (ctx.spec.experts or {}).items()
                                                                   if k_ in ("arch", "experts", "epochs")},
@@ -209,8 +216,10 @@ class PrivacyApp(Application):
             ok = ~np.isnan(dec)
             thr = np.quantile(dec[ok & ~member], 0.99)
             hit = dec[starts & ok] > thr
+            from statsmodels.stats.proportion import proportion_confint
+            lo, hi = proportion_confint(int(hit.sum()), int(hit.size), alpha=0.05, method="beta")
             rows.append({**base, "metric": "TPR@1%FPR (starts)", "acc": 100.0 * float(hit.mean()),
-                         "decisions": int(hit.size)})
+                         "lo": 100.0 * lo, "hi": 100.0 * hi, "decisions": int(hit.size)})
         if s is not None:
             src = ctx.src
             enc = ctx.teacher.encode
@@ -218,6 +227,7 @@ class PrivacyApp(Application):
             starts0 = s.meta.get("init_indices") or s.meta.get("source_indices")
             ca = audit_copies(x, src.float(), self.held.float(), encode=enc, starts=starts0)
             rows += [{**base, "metric": "re-identified", "acc": ca.summary["reidentified"], "copies": ca.summary},
+                     {**base, "metric": "singled out", "acc": ca.summary["singled_out"]},
                      {**base, "metric": "near copy 5%", "acc": ca.summary["pixel_near_copy_5"]}]
         for (name, frac), accs in utility.items():      # one row per run: the table shows mean ± std over runs
             rows += [{"target": name, "metric": f"student linear{'' if frac >= 1 else f'@{frac * 100:g}%'}",
@@ -226,50 +236,61 @@ class PrivacyApp(Application):
             rows.append({"target": tgt, "metric": "epsilon", "acc": extra["epsilon"], **extra})
         return rows
 
+    @staticmethod
+    def _value(rows: list[dict], lab: str, metric: str):
+        """(text, (value, lo, hi)) of one row's metric: one set seed shows its interval; several show the mean over
+        set seeds with the range of their values."""
+        rs = [r for r in rows if r["set"] == lab and r["metric"] == metric]
+        if not rs:
+            return "–", None
+        if len(rs) == 1:
+            r = rs[0]
+            if r.get("lo") is None:
+                return f"{r['acc']:.2f}", (r["acc"], r["acc"], r["acc"])
+            return f"{r['acc']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]", (r["acc"], r["lo"], r["hi"])
+        v = [r["acc"] for r in rs]
+        m = float(np.mean(v))
+        return f"{m:.2f} (mean of {len(v)} set seeds, {min(v):.2f}-{max(v):.2f})", (m, min(v), max(v))
+
     @classmethod
     def columns_for(cls, rows: list[dict]) -> dict[str, dict[str, str]]:
         """The leakage each set shows beside its utility in the other tables: TPR @ 1 % FPR with its interval and
         the near-copy share."""
         out: dict[str, dict[str, str]] = {}
-        for r in rows:
-            if r["metric"] == "TPR@1%FPR":
-                ci = f" [{r['lo']:.1f}, {r['hi']:.1f}]" if r.get("lo") is not None else ""
-                out.setdefault(r["set"], {})["leak: TPR @ 1 % FPR"] = f"{r['acc']:.1f}{ci}"
-            elif r["metric"] == "near copy 5%":
-                out.setdefault(r["set"], {})["leak: near copies %"] = f"{r['acc']:.0f}"
+        for lab in dict.fromkeys(r["set"] for r in rows):
+            t, _ = cls._value(rows, lab, "TPR@1%FPR")
+            c, _ = cls._value(rows, lab, "near copy 5%")
+            if t != "–":
+                out.setdefault(lab, {})["leak: TPR @ 1 % FPR"] = t
+            if c != "–":
+                out.setdefault(lab, {})["leak: near copies %"] = c
         return out
 
     @classmethod
     def render(cls, rows: list[dict], folder, title: str) -> list[str]:
-        """The leakage table with its intervals (bootstrap over audit points for the attack; t over shadow runs for
-        the students' utility) and the privacy-utility plot: utility against TPR @ 1 % FPR, one point per row."""
+        """The leakage table with its intervals (bootstrap over audit points for the attack, Clopper-Pearson for the
+        starts; t over shadow runs for the students' utility) and the privacy-utility plot: utility against
+        TPR @ 1 % FPR, one point per row."""
         from pathlib import Path
+
+        from distill.leaderboard.config import _slug
         if not rows:
             return []
         labels = list(dict.fromkeys(r["set"] for r in rows))
-        get = lambda lab, m: [r for r in rows if r["set"] == lab and r["metric"] == m]    # noqa: E731
         util_metric = next((r["metric"] for r in rows if r["metric"].startswith("student linear")), None)
         util_target = next((r["target"] for r in rows if r["metric"] == util_metric), None)
         head = ["set", "AUC %", "TPR @ 1 % FPR", "TPR @ 0.1 % FPR", "TPR @ 1 % FPR (its starts)", "re-identified %",
-                "near copy 5 % (pixel)", f"{util_target} {util_metric} (runs)", "epsilon"]
+                "singled out %", "near copy 5 % (pixel)", f"{util_target} {util_metric} (runs)", "epsilon"]
         lines = [f"Leakage with intervals ({title}): attack metrics with 95 % bootstrap intervals over audit points "
-                 "(one set seed: the shadow runs are the repetitions); the students' utility as mean with a 95 % t "
-                 "interval over the shadow runs.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                 "(the shadow runs are the repetitions), Clopper-Pearson for the starts; the students' utility as mean "
+                 "with a 95 % t interval over the shadow runs. Lower leakage is better; chance is TPR = FPR.", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         points = []
-
-        def interval(lab, m):
-            r = get(lab, m)
-            if not r:
-                return "–", None
-            r = r[0]
-            if r.get("lo") is None:
-                return f"{r['acc']:.2f}", (r["acc"], r["acc"], r["acc"])
-            return f"{r['acc']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]", (r["acc"], r["lo"], r["hi"])
-
         for lab in labels:
-            cells = [interval(lab, m) for m in ("AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@1%FPR (starts)",
-                                                "re-identified", "near copy 5%")]
-            u = [r["acc"] for r in get(lab, util_metric)] if util_metric else []
+            cells = [cls._value(rows, lab, m) for m in ("AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@1%FPR (starts)",
+                                                        "re-identified", "singled out", "near copy 5%")]
+            u = [r["acc"] for r in rows if r["set"] == lab and r["metric"] == util_metric
+                 and r["target"] == util_target]
             ut, uci = "–", None
             if u:
                 m = float(np.mean(u))
@@ -279,14 +300,13 @@ class PrivacyApp(Application):
                     ut, uci = f"{m:.2f} ± {h:.2f} ({len(u)})", (m, m - h, m + h)
                 else:
                     ut, uci = f"{m:.2f} (1)", (m, m, m)
-            eps = get(lab, "epsilon")
-            lines.append("| " + " | ".join([lab] + [c[0] for c in cells] + [ut, f"{eps[0]['acc']:.2f}" if eps else "–"])
-                         + " |")
+            eps, _ = cls._value(rows, lab, "epsilon")
+            lines.append("| " + " | ".join([lab] + [c[0] for c in cells] + [ut, eps]) + " |")
             if uci and cells[1][1]:
                 points.append((lab, uci, cells[1][1]))
         lines.append("")
         if points:
-            png = Path(folder) / "privacy_utility.png"
+            png = Path(folder) / f"privacy_utility-{_slug(title)}.png"
             _privacy_plot(points, png, util_target, util_metric)
             lines += [f"![privacy against utility]({png.name})", ""]
         return lines

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import click
 
-COLUMNS = (("reidentified", "re-identified %"), ("pixel_near_copy_1", "near copy 1 % (pixel)"),
+COLUMNS = (("reidentified", "re-identified %"), ("singled_out", "singled out %"),
+           ("pixel_near_copy_1", "near copy 1 % (pixel)"),
            ("pixel_near_copy_5", "near copy 5 % (pixel)"), ("feature_near_copy_5", "near copy 5 % (feature)"),
            ("pixel_nearest_is_start", "nearest = own start %"), ("pixel_median_d1", "median L2 to source"),
-           ("pixel_held_median_d1", "held-out median L2"), ("held_out_singled_out", "rule's FPR on held-out %"))
+           ("pixel_held_median_d1", "held-out median L2"), ("held_out_singled_out", "single-out FPR on held-out %"))
 
 
 def _parse_source(text: str) -> tuple[str, str | None]:
@@ -72,6 +73,11 @@ def audit(sets, source, train_per_class, split, held_split, held_out, teacher, o
 
     from .copies import audit_copies, copies_figure
     name, root = _parse_source(source)
+    if held_split == split:
+        raise UserError(f"--held-split {held_split} is the source's own split: held-out images must never be in the "
+                        "source", fix="use the dataset's test split (--held-split test)")
+    if held_out < 2:
+        raise UserError(f"--held-out must be at least 2, got {held_out}")
     dev = resolve_device(device)
     missing = [str(p) for p in sets if not p.exists()]
     if missing:
@@ -92,15 +98,18 @@ def audit(sets, source, train_per_class, split, held_split, held_out, teacher, o
         t.check_images(src.channels, src.image_size, f"{name}/{split}")
         enc = t.encode
     starts = {p: check_set_source(s, p, src, name) for p, s in loaded}
-    output.mkdir(parents=True, exist_ok=True)
-    results = {}
+    audits = []                     # every audit computed before anything is written
     for p, s in loaded:
         x = s.materialize().images[: len(s)].to(dev)
-        a = audit_copies(x, src.float(), held.float(), encode=enc, starts=starts[p])
+        audits.append((p, s, x, audit_copies(x, src.float(), held.float(), encode=enc, starts=starts[p])))
+    output.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for p, s, x, a in audits:
         fig = output / f"copies-{p.stem}.png"
         copies_figure(a, x, src.float(), fig, title=f"{p.name} ({s.method}) vs {name}/{split}")
         results[p.name] = {**a.summary, "method": s.method, "figure": fig.name}
-        click.echo(f"{p.name}: re-identified {a.summary['reidentified']:.1f} %, near copies (pixel, 5 %) "
+        click.echo(f"{p.name}: re-identified {a.summary['reidentified']:.1f} % ({a.summary['reidentified_by']}), "
+                   f"singled out {a.summary['singled_out']:.1f} %, near copies (pixel, 5 %) "
                    f"{a.summary['pixel_near_copy_5']:.1f} %  -> {fig}")
     cols = [(k, t) for k, t in COLUMNS if any(k in r for r in results.values())]
     md = [f"Nearest-copy audit against {name}/{split}" + (f" ({train_per_class} per class)" if train_per_class else "")

@@ -23,7 +23,7 @@ class DPConfig:
     max_grad_norm: float = 1.0
     epochs: int = 10
     batch_size: int = 256                # expected batch (Poisson sampling: sample rate = batch / n)
-    lr: float = 0.5
+    lr: float = 0.5                      # not tuned (no validation split is spent on it): stated with the row
     momentum: float = 0.9
 
     def validate(self):
@@ -87,13 +87,15 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     for epoch in range(cfg.epochs):
         total, count = 0.0, 0
         for x, y in loader:
-            if len(x) == 0:              # Poisson sampling may draw an empty batch
+            if len(x) == 0:              # Poisson sampling may draw an empty batch (probability ~e^-batch)
                 continue
-            x, y = x.to(device).float(), y.to(device)
-            if x.max() > 1.5:            # uint8 images
-                x = x / 255.0
+            x = x.to(device).float() / 255.0 if x.dtype == torch.uint8 else x.to(device).float()
+            y = y.to(device)
             opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(model(x), y)
+            # the squared error summed over the representation's dimensions, averaged over examples: each example's
+            # gradient at its natural scale, so that clipping at max_grad_norm binds (a mean over D dimensions would
+            # shrink every gradient D-fold while the noise stays sigma x C)
+            loss = (model(x) - y).pow(2).sum(1).mean()
             loss.backward()
             opt.step()
             sched.step()
@@ -106,7 +108,16 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     return {"epsilon": float(engine.get_epsilon(delta)), "delta": delta, "noise_multiplier": float(opt.noise_multiplier),
             "sample_rate": float(opt.expected_batch_size / n) if getattr(opt, "expected_batch_size", None) else
             cfg.batch_size / n, "steps": steps, "loss": [losses[0], losses[-1]] if losses else None,
-            "max_grad_norm": cfg.max_grad_norm, "model": model._module if hasattr(model, "_module") else model}
+            "max_grad_norm": cfg.max_grad_norm, "model": _plain(model)}
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    """The trained module without opacus' per-example gradient hooks."""
+    if hasattr(model, "to_standard_module"):
+        return model.to_standard_module()
+    if hasattr(model, "_close"):
+        model._close()
+    return getattr(model, "_module", model)
 
 
 __all__ = ["DPConfig", "dp_label", "dp_regress", "make_dp_compatible"]

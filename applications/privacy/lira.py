@@ -33,31 +33,46 @@ def logit_confidence(logits, labels):
 
 
 def lira_scores(scores: np.ndarray, keep: np.ndarray, online: bool = True, global_variance: bool = True,
-                min_shadows: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-out LiRA over R shadow runs: (decision scores, membership truth), both R x M (NaN where a point
-    had fewer than ``min_shadows`` IN or OUT shadows for that target)."""
+                min_shadows: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out LiRA over R shadow runs: (decision scores, membership truth), both R x M.
+
+    For each target run and point, the shadows are the other runs, equalised: random runs of the larger of the
+    point's IN and OUT groups are set aside until both have the same count. Without that, leaving out a member
+    target leaves one IN shadow fewer than OUT ones (and the reverse for a non-member), and the noisier mean of
+    the smaller group lowers members' and raises non-members' decisions: an attack biased towards chance.
+    NaN where a group has fewer than ``min_shadows`` runs after equalising (the same count whatever the target's
+    membership, so no membership-dependent gaps). ``global_variance``: one standard deviation per group pooled
+    over points with their degrees of freedom (sum of squared residuals / sum of (n - 1)); else per point."""
     from scipy.stats import norm
     s = np.asarray(scores, dtype=np.float64)
     k = np.asarray(keep, dtype=bool)
     if s.shape != k.shape or s.ndim != 2:
         raise ValueError(f"scores {s.shape} and keep {k.shape} must both be runs x points")
-    r_count = s.shape[0]
+    r_count, m = s.shape
     if r_count < 3:
         raise ValueError(f"LiRA needs at least 3 shadow runs (got {r_count})")
+    rng = np.random.default_rng(seed)
     out = np.full(s.shape, np.nan)
     for r in range(r_count):
-        others = np.arange(r_count) != r
-        so, ko = s[others], k[others]
-        n_in, n_out = ko.sum(0), (~ko).sum(0)
-        mu_in = np.where(n_in > 0, (so * ko).sum(0) / np.maximum(n_in, 1), np.nan)
-        mu_out = np.where(n_out > 0, (so * ~ko).sum(0) / np.maximum(n_out, 1), np.nan)
+        use = np.ones((r_count, m), dtype=bool)
+        use[r] = False
+        for j in range(m):                  # equalise the IN and OUT shadows of point j
+            ins = np.flatnonzero(use[:, j] & k[:, j])
+            outs = np.flatnonzero(use[:, j] & ~k[:, j])
+            big, small = (ins, outs) if len(ins) > len(outs) else (outs, ins)
+            if len(big) > len(small):
+                use[rng.choice(big, len(big) - len(small), replace=False), j] = False
+        win, wout = use & k, use & ~k
+        n_in, n_out = win.sum(0), wout.sum(0)
+        mu_in = (s * win).sum(0) / np.maximum(n_in, 1)
+        mu_out = (s * wout).sum(0) / np.maximum(n_out, 1)
+        rin, rout = ((s - mu_in) ** 2 * win).sum(0), ((s - mu_out) ** 2 * wout).sum(0)
         if global_variance:
-            sd_in = np.nanstd((so - mu_in)[ko]) if ko.any() else np.nan
-            sd_out = np.nanstd((so - mu_out)[~ko]) if (~ko).any() else np.nan
-            sd_in, sd_out = np.full(s.shape[1], sd_in), np.full(s.shape[1], sd_out)
+            sd_in = np.full(m, np.sqrt(rin.sum() / max((n_in - 1).clip(0).sum(), 1)))
+            sd_out = np.full(m, np.sqrt(rout.sum() / max((n_out - 1).clip(0).sum(), 1)))
         else:
-            sd_in = np.sqrt(np.where(n_in > 1, ((so - mu_in) ** 2 * ko).sum(0) / np.maximum(n_in - 1, 1), np.nan))
-            sd_out = np.sqrt(np.where(n_out > 1, ((so - mu_out) ** 2 * ~ko).sum(0) / np.maximum(n_out - 1, 1), np.nan))
+            sd_in = np.sqrt(np.where(n_in > 1, rin / np.maximum(n_in - 1, 1), np.nan))
+            sd_out = np.sqrt(np.where(n_out > 1, rout / np.maximum(n_out - 1, 1), np.nan))
         sd_in, sd_out = sd_in + 1e-12, sd_out + 1e-12
         x = s[r]
         if online:
@@ -66,6 +81,8 @@ def lira_scores(scores: np.ndarray, keep: np.ndarray, online: bool = True, globa
         else:
             dec = norm.logcdf(x, mu_out, sd_out)
             ok = n_out >= min_shadows
+        if not global_variance:
+            ok &= ~np.isnan(sd_in if online else sd_out)
         out[r] = np.where(ok, dec, np.nan)
     return out, k.copy()
 
@@ -84,7 +101,7 @@ def attack_metrics(decision: np.ndarray, member: np.ndarray) -> dict:
     d, m = d[ok], m[ok]
     if m.all() or (~m).all():
         raise ValueError("the attack needs both members and non-members among its decisions")
-    fpr, tpr, _ = roc_curve(m, d)
+    fpr, tpr, _ = roc_curve(m, d, drop_intermediate=False)
     out = {"auc": 100.0 * float(roc_auc_score(m, d))}
     for f in FPRS:
         out[f"tpr@{f * 100:g}%"] = 100.0 * tpr_at(fpr, tpr, f)
@@ -116,8 +133,9 @@ def resolution(n_members: int, n_nonmembers: int, fpr: float, alpha: float = 0.0
     """What an attack with these decision counts can resolve at one FPR.
 
     ``lowest_fpr``: 1 / non-members (below that the FPR cannot be read at all); ``detectable_tpr``: the smallest
-    TPR (%) told apart from chance (TPR = FPR) with ``power`` at two-sided ``alpha``, by statsmodels' power of two
-    independent proportions (Cohen's h), decisions treated as independent (optimistic: one point's runs are not)."""
+    TPR (%) told apart from chance (TPR = FPR) with ``power`` at one-sided ``alpha`` (the attack is tested for doing
+    better than chance), by statsmodels' power of two independent proportions (Cohen's h), with decisions treated
+    as independent: optimistic, since one point's runs are not."""
     from statsmodels.stats.power import NormalIndPower
     lowest = 1.0 / max(n_nonmembers, 1)
     if fpr < lowest:
