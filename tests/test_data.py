@@ -178,6 +178,7 @@ def test_label_subsets_are_stratified_and_seeded():
 
 
 @pytest.mark.realdata
+@pytest.mark.slow         # real CIFAR-100 through the loader real CIFAR-10 takes in the fast suite (test above)
 def test_real_cifar100_loads(cifar_root):
     tr = load_dataset("cifar100", cifar_root, "train")
     te = load_dataset("cifar100", cifar_root, "test")

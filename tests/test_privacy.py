@@ -64,8 +64,8 @@ def _toy_runs(runs, points, memorise, seed=0):
         y = torch.cat([other_y, audit_y[keep[r]]]) if memorise else other_y
         torch.manual_seed(seed * 1000 + r)
         net = torch.nn.Sequential(torch.nn.Linear(d, 64), torch.nn.ReLU(), torch.nn.Linear(64, k))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-        for _ in range(300):
+        opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+        for _ in range(150):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
