@@ -191,16 +191,18 @@ def test_audit_cli_reports_copies_and_refuses_a_wrong_source(tmp_path):
 
 
 def test_privacy_application_runs_shadow_pipelines(tmp_path):
-    """The leaderboard's privacy protocol end to end on the sample: shadow runs per row, LiRA, the copy audit of
-    the row's own set, a DP-SGD reference with its epsilon, and the resolution stated."""
-    from distill.leaderboard import run_leaderboard
-    from .helpers import sample_leaderboard
-    cfg = sample_leaderboard(
-        tmp_path, rows=[{"method": "random"}], baselines=["random"], full_source=False, no_pretrain=False,
-        protocols=[{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}, "linear": {"steps": 5}}},
-                   {"name": "privacy", "overrides": {
-            "audit_points": 20, "held_out": 40, "shadows": 4, "pretrain": {"epochs": 2}, "references": ["noise"],
-            "dp": [{"epsilon": 8.0, "epochs": 1, "batch_size": 32}], "bootstrap": 20}}])
+    """The leaderboard's privacy protocol end to end on the sample preset: shadow runs per row, LiRA, the copy audit
+    of the row's own set, a DP-SGD reference with its epsilon, and the resolution stated."""
+    from distill.config import load_config
+    from distill.leaderboard import LeaderboardConfig, run_leaderboard
+    from .helpers import TINY, tiny_teacher
+    teacher = tiny_teacher().save(tmp_path / "teacher.safetensors")
+    cfg = load_config(LeaderboardConfig, "configs/leaderboard/privacy_sample.yaml", [
+        f"sources.0.teacher={teacher}", f"output={tmp_path / 'lb'}", "sources.0.train_per_class=10",
+        "sources.0.budgets=[10]", "method_steps.krr_st=3", f"method_params.krr_st.pool_arch={TINY}",
+        "method_params.krr_st.pool_steps=2", "targets.0.train_per_class=10", "targets.0.test_per_class=5",
+        "protocols.1.overrides.audit_points=20", "protocols.1.overrides.held_out=40",
+        "protocols.1.overrides.references=[noise]", "protocols.1.overrides.bootstrap=20"])
     rep = run_leaderboard(cfg, log=lambda m: None)
     rows = {(r["set"], r["metric"]): r for r in rep["rows"] if r["protocol"] == "privacy"}
     assert rows[("random", "re-identified")]["acc"] == 100.0
@@ -211,6 +213,7 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
     # the leakage table with intervals and the privacy-utility picture, drawn from the rows alone
     assert "Leakage with intervals" in rep["markdown"] and any((tmp_path / "lb").glob("privacy_utility-*.png"))
     assert len([r for r in rep["rows"] if r["set"] == "random" and r["metric"] == "student linear"]) == 4
+    assert rows[("krr_st", "re-identified")]["copies"]["reidentified_by"] == "nearest is own start"
     # the other tables of the same sets gain the leakage columns
     mkdt_table = rep["markdown"].split("protocol `mkdt`")[1].split("####")[0]
     assert "leak: TPR @ 1 % FPR" in mkdt_table and "leak: near copies %" in mkdt_table
