@@ -7,7 +7,8 @@
 #   LIMIT=SECONDS  stop cleanly after the set or cell that crosses it (exit 3; run it again to continue)
 #   DATA=DIR       CIFAR in torchvision's layout (python ../shared/data/cifar.py DIR); default ./data
 #   WORK=DIR       where the worktree, the sets and the log live (default ~/.cache/ssdd/campaign)
-#   SETS=DIR       where sets are made or reused (default $WORK/out-PRESET; compute_cifar10_cpu: SETS=$WORK/out-cpu)
+#   SETS=DIR       where sets are made or reused (default $WORK/out-PRESET)
+#   ONLY=ROWS      only these rows (and the baselines), e.g. ONLY="[krr_st x1,krr_st x3,krr_st x10]"
 # A second call with the same PRESET reuses the worktree (its commit is printed) and continues: finished sets and
 # cells are reused; a set seed begun on another kind of machine is refused (finish it there, or git rm its cells).
 set -e
@@ -32,4 +33,4 @@ cd "$tree"
 PYTHONPATH="$tree" SSDD_PROGRESS=0 exec "$here/.venv/bin/python" -m distill leaderboard \
     -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=data" "targets.0.root=data" \
     "output=$WORK/out-$preset" "sets_dir=${SETS:-$WORK/out-$preset}" "results=$here/$results" \
-    ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1
+    ${ONLY:+"only_rows=$ONLY"} ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1
