@@ -62,7 +62,10 @@ def check_set_source(s, path: Path, src, name: str) -> list[int] | None:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/audit"),
               show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def audit(sets, source, train_per_class, split, held_split, held_out, teacher, output, device):
+@click.option("--docs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the table (with provenance) into this Markdown file's block `audit:NAME`")
+@click.option("--name", default=None, help="the docs block's name (default: the output folder's name)")
+def audit(sets, source, train_per_class, split, held_split, held_out, teacher, output, device, docs, name):
     """Nearest copies and re-identification of distilled sets against their private source."""
     from distill.data import balanced_indices, load_dataset, load_source
     from distill.data.config import DataConfig
@@ -72,6 +75,7 @@ def audit(sets, source, train_per_class, split, held_split, held_out, teacher, o
     from distill.ssl.teacher import Teacher
 
     from .copies import audit_copies, copies_figure
+    block = name or output.name
     name, root = _parse_source(source)
     if held_split == split:
         raise UserError(f"--held-split {held_split} is the source's own split: held-out images must never be in the "
@@ -118,7 +122,19 @@ def audit(sets, source, train_per_class, split, held_split, held_out, teacher, o
           "| set | method | " + " | ".join(t for _, t in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for f, r in results.items():
         md.append(f"| {f} | {r['method']} | " + " | ".join(f"{r[k]:.2f}" if k in r else "–" for k, _ in cols) + " |")
+    if docs is not None:                 # the figures, linked from the block where they lie under the doc's folder
+        import os
+        figs = [f"![{f}]({os.path.relpath(output / r['figure'], docs.parent)})" for f, r in results.items()]
+        md_docs = md + ["", "Each set's images beside their nearest source images, worst first:", ""] + figs
     (output / "audit.md").write_text("\n".join(md) + "\n")
     (output / "audit.json").write_text(json.dumps(results, indent=1) + "\n")
     click.echo("\n" + "\n".join(md))
     click.echo(f"wrote {output / 'audit.md'}, audit.json and {len(results)} figure(s)")
+    if docs is not None:
+        import shlex
+        import sys
+
+        from distill.engine.files import write_block
+        from distill.engine.provenance import provenance
+        cmd = "ssdd audit " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "ssdd audit"
+        click.echo(f"updated {write_block(docs, f'audit:{block}', chr(10).join(md_docs), provenance(cmd, dev))}")

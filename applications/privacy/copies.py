@@ -194,7 +194,7 @@ def copies_figure(a: CopyAudit, set_images: torch.Tensor, source_images: torch.T
     fig.suptitle((title + "\n" if title else "") + "set image | nearest source image (pixel L2; x = ratio to the "
                  "held-out median), worst first", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
