@@ -171,8 +171,10 @@ def test_audit_cli_reports_copies_and_refuses_a_wrong_source(tmp_path):
     tpath, files = _set_files(tmp_path)
     run = lambda *a: CliRunner().invoke(cli, [str(x) for x in a], catch_exceptions=False)   # noqa: E731
     r = run("audit", files["random"], files["random_labelled"], "--source", "sample", "--train-per-class", 20,
-            "--held-out", 100, "--teacher", tpath, "-o", tmp_path / "a")
+            "--held-out", 100, "--teacher", tpath, "-o", tmp_path / "a", "--docs", tmp_path / "doc.md")
     assert r.exit_code == 0, r.output
+    doc = (tmp_path / "doc.md").read_text()
+    assert "<!-- audit:a -->" in doc and "](a/copies-random.png)" in doc and "*Provenance:*" in doc
     import json
     res = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert res["random.safetensors"]["reidentified"] == 100.0
