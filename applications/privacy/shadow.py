@@ -84,6 +84,9 @@ def distill_shadow(cfg, spec, row, budget: int, src: ImageSet, teacher, seed: in
     from distill.methods import DistillConfig, get_method, run_distillation
     method = get_method(row.method)
     params = {k: v for k, v in row.params.items() if k not in ("experts", "classifier")}
+    if method.uses_classifier and getattr(spec, "squeeze", None):     # squeezed as the source's classifier is
+        params.setdefault("squeeze_epochs", spec.squeeze.get("epochs", 200))
+        params.setdefault("squeeze_lr", spec.squeeze.get("lr", 0.06))
     dcfg = DistillConfig(data=spec.data, teacher=None, method=row.method, budget=budget,
                          class_conditional=row.class_conditional, steps=row.steps, seed=seed, device=device, amp=amp,
                          output=None, checkpoint_every=0, log_every=max(1, (row.steps or 10) // 5), params=params)
