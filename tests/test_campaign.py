@@ -274,3 +274,31 @@ def test_how_far_a_factorised_set_moved_is_measured_on_its_expanded_images(tmp_p
     x = s.materialize().images[: len(s.meta["init_indices"])]
     start = src.float(torch.tensor(s.meta["init_indices"]))
     assert moved == pytest.approx(float((x - start).pow(2).mean().sqrt()))
+
+
+def test_a_comparison_with_its_own_seeds_adds_set_seeds_to_its_rows_under_its_protocol_only(tmp_path):
+    """SC-DD's relabel comparison is cheap and wide: its own `seeds` give its two rows more set seeds under its
+    protocol, while every other row and protocol keeps the leaderboard's."""
+    cfg = sample_leaderboard(tmp_path, distill_seeds=[0, 1], secondary_seeds=[0], baselines=["random"],
+                             protocols=[{"name": "mkdt", "overrides": {"pretrain": {"epochs": 1}, "linear": {"steps": 3}}},
+                                        {"name": "krrst", "label": "other",
+                                         "overrides": {"pretrain": {"epochs": 1}, "linear": {"steps": 3},
+                                                       "finetune": {"enabled": False}}}],
+                             primary=[{"set": "random_labelled", "vs": "random", "protocol": "mkdt", "seeds": [0, 1, 2, 3]},
+                                      {"set": "herding", "vs": "random", "protocol": "other"}],
+                             full_source=False, no_pretrain=False, results=str(tmp_path / "results"))
+    assert cfg.all_seeds() == [0, 1, 2, 3]
+    assert cfg.row_seeds("random", "mkdt") == [0, 1, 2, 3] and cfg.row_seeds("random", "other") == [0, 1]
+    assert cfg.row_seeds("herding", "mkdt") == [0] and cfg.row_seeds("herding", "other") == [0, 1]
+    rep = run_leaderboard(cfg, log=lambda *_: None)
+    units = {(r["protocol"], r["set"], r["set_seed"]) for r in rep["rows"]}
+    assert ("mkdt", "random_labelled", 3) in units and ("other", "random", 3) not in units
+    assert ("other", "random", 1) in units and ("mkdt", "herding", 1) not in units
+    planned = {(x["protocol"], x["set"]): x for x in rep_plan(cfg, rep)}
+    assert planned[("mkdt", "random_labelled")]["n"] == 4 and planned[("mkdt", "random_labelled")]["configured_seeds"] == 4
+    assert planned[("other", "herding")]["configured_seeds"] == 2
+
+
+def rep_plan(cfg, rep):
+    from distill.leaderboard.stats import plan
+    return plan(cfg, rep["rows"])

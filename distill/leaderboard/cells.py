@@ -216,7 +216,7 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
             evaluate(refs)
             # one set seed at a time, its sets made and its cells evaluated before the next: a campaign stopped
             # anywhere leaves whole set seeds behind it (and at most one unfinished), each from one machine
-            for dseed in cfg.distill_seeds:
+            for dseed in cfg.all_seeds():
                 if done_before(dseed):
                     continue
                 batch = {}
@@ -266,7 +266,7 @@ def _equal_bytes_sets(cfg, spec, src, teacher, budget, folder, log, deadline, se
     out = {}
     for base in cfg.baselines:
         row = next(r for r in cfg.all_rows() if row_label(r) == base)
-        for dseed in cfg.distill_seeds:
+        for dseed in cfg.all_seeds():
             _, s, _ = sets.get((base, dseed), (None, None, None))
             if s is None or target <= s.storage_bytes():
                 continue
@@ -309,7 +309,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
             if not is_reference(label) and (app.uses_sets or not extra.get("equal_bytes"))
             and (not p.rows or label in p.rows) and (dseed is None or dseed in cfg.row_seeds(label, p.title))]
     # references are drawn per distillation seed too, so that they pair with the rows unit by unit
-    todo += [(label, dseed, None, None, real) for label, real in app.references().items() for dseed in cfg.distill_seeds]
+    todo += [(label, dseed, None, None, real) for label, real in app.references().items() for dseed in cfg.all_seeds()]
     base_key = app.key()
     out_rows = []
     for label, dseed, path, s, real in todo:

@@ -75,6 +75,9 @@ class ComparisonSpec:
     vs: str = ""
     protocol: str = ""
     metrics: list[str] = dataclasses.field(default_factory=list)
+    # this comparison's set seeds (empty: the leaderboard's distill_seeds); a cheap comparison with a wide spread
+    # may run more set seeds than the others (SC-DD's relabel cells cost seconds), its rows only under its protocol
+    seeds: list[int] = dataclasses.field(default_factory=list)
 
     def matches(self, protocol: str, metric: str, label: str, baseline: str) -> bool:
         return (protocol == self.protocol and label == self.set and baseline == self.vs
@@ -207,6 +210,8 @@ class LeaderboardConfig:
                                   fix=f"its protocols are: {', '.join(titles)}")
             if c.set == c.vs:
                 raise ConfigError(f"primary.{i} compares {c.set} with itself")
+            if len(set(c.seeds)) != len(c.seeds) or any(int(d) != d or d < 0 for d in c.seeds):
+                raise ConfigError(f"primary.{i}.seeds must be distinct non-negative integers, got {list(c.seeds)}")
         for p in self.protocols:
             bad = [r for r in p.rows if r not in known]
             if bad:
@@ -238,6 +243,13 @@ class LeaderboardConfig:
         every = math.gcd(*sorted(ats))
         return 0 if every == row.steps else every
 
+    def comparison_seeds(self, c: ComparisonSpec) -> list[int]:
+        return list(c.seeds) or list(self.distill_seeds)
+
+    def all_seeds(self) -> list[int]:
+        """Every set seed of the leaderboard: ``distill_seeds``, then any a primary comparison adds."""
+        return list(dict.fromkeys(list(self.distill_seeds) + [d for c in self.primary for d in c.seeds]))
+
     def primary_rows(self, protocol: str | None = None) -> set[str]:
         """The labels of the rows a primary comparison reads (under ``protocol``; None: any protocol)."""
         return {x for c in self.primary if protocol is None or c.protocol == protocol for x in (c.set, c.vs)}
@@ -250,11 +262,14 @@ class LeaderboardConfig:
             spec = next((p for p in self.protocols if p.title == protocol), None)
             if spec is not None and spec.rows and label not in spec.rows:
                 return []
+        order = self.all_seeds()
         if protocol is None:
-            return sorted({d for p in self.protocols for d in self.row_seeds(label, p.title)},
-                          key=list(self.distill_seeds).index)
-        prim = self.primary_rows(protocol)
-        if not self.secondary_seeds or label in prim or label.removesuffix(EQUAL_BYTES) in prim:
+            return sorted({d for p in self.protocols for d in self.row_seeds(label, p.title)}, key=order.index)
+        base = label.removesuffix(EQUAL_BYTES)
+        reading = [c for c in self.primary if c.protocol == protocol and base in (c.set, c.vs)]
+        if reading:      # the union of the seeds of the primary comparisons that read this row under this protocol
+            return sorted({d for c in reading for d in self.comparison_seeds(c)}, key=order.index)
+        if not self.secondary_seeds:
             return list(self.distill_seeds)
         return list(self.secondary_seeds)
 

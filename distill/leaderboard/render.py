@@ -326,18 +326,21 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
     level = cfg.alpha / max(1, m)
     lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm among themselves (strictest "
              f"level alpha / {m} = {level:.4f}); goal: detect a true gain of {cfg.target_gain:g} points with "
-             f"{_pct(cfg.power)} power; configured set seeds: {len(cfg.distill_seeds)}.", "", UNIT_NOTE, "",
+             f"{_pct(cfg.power)} power; configured set seeds: {len(cfg.distill_seeds)}"
+             + (" (more where a comparison states its own `seeds`)" if any(c.seeds for c in cfg.primary) else "")
+             + ".", "", UNIT_NOTE, "",
              f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
-             f"det. at {len(cfg.distill_seeds)} seeds | set seeds for {cfg.target_gain:g} pts |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"configured set seeds | det. at those | set seeds for {cfg.target_gain:g} pts |",
+             "|---|---|---|---|---|---|---|---|---|"]
     from .stats import detectable_gain
     for x in planned:
         sd = x.get("gain_std") if x["n"] > 1 else None       # one unit has no spread to plan from
-        at_cfg = None if not sd else detectable_gain(sd, len(cfg.distill_seeds), level, cfg.power)
+        k = x.get("configured_seeds") or len(cfg.distill_seeds)
+        at_cfg = None if not sd else detectable_gain(sd, k, level, cfg.power)
         need = x.get("seeds_needed")
         f = (lambda v: "–" if v is None else f"{v:.2f}")
         lines.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x.get('target', '')} {x['metric']} | "
-                     f"{x['n']} | {f(sd)} | {f(x.get('detectable'))} | {f(at_cfg)} | "
+                     f"{x['n']} | {f(sd)} | {f(x.get('detectable'))} | {k} | {f(at_cfg)} | "
                      f"{'–' if x['n'] < 2 else ('>1000' if need is None else need)} |")
     lines += ["", "The spread is that of the paired differences over set seeds observed so far; with few set seeds it "
               "is itself uncertain, so plan with margin and re-plan as units arrive."]

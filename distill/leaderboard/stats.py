@@ -237,10 +237,12 @@ def plan(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
     for c in cfg.primary:
         found = [x for x in g if (x["protocol"], x["set"], x["baseline"]) == (c.protocol, c.set, c.vs)
                  and (not c.metrics or x["metric"] in c.metrics)]
+        k = len(cfg.comparison_seeds(c)) if hasattr(cfg, "comparison_seeds") else len(cfg.distill_seeds)
         if not found:
             out.append({"protocol": c.protocol, "set": c.set, "baseline": c.vs, "metric": ", ".join(c.metrics) or "*",
-                        "target": "", "n": 0, "gain_std": None, "detectable": None, "seeds_needed": None})
-        out.extend(found)
+                        "target": "", "n": 0, "gain_std": None, "detectable": None, "seeds_needed": None,
+                        "configured_seeds": k})
+        out.extend({**x, "configured_seeds": k} for x in found)
     return out
 
 
