@@ -13,7 +13,10 @@ from .stats import compute_axis, declared_primary, gains, headroom, plan
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
     out = Path(cfg.output)
     by_set = len(cfg.distill_seeds) > 1
-    unit = (f"distillation seed (sets made with seeds {list(cfg.distill_seeds)}, each evaluated with seeds "
+    more = [d for d in cfg.all_seeds() if d not in cfg.distill_seeds]
+    own = ("; " + ", ".join(f"{c.set} vs {c.vs} under `{c.protocol}` at set seeds {_seed_list(cfg.comparison_seeds(c))}"
+                            for c in cfg.primary if c.seeds) + ", their own") if more else ""
+    unit = (f"distillation seed (sets made with seeds {list(cfg.distill_seeds)}{own}, each evaluated with seeds "
             f"{list(cfg.seeds)}, averaged inside a set seed)") if by_set else \
         f"evaluation seed (seeds {list(cfg.seeds)}; every set made once, distillation seed {cfg.distill_seeds[0]})"
     keys = ("protocol", "source", "budget", "set", "target", "metric")
