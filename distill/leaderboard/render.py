@@ -402,6 +402,12 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
                     for x in g if (x["source"], x["budget"]) == (src, n)}
         seeds = (f"{len(cfg.distill_seeds)} distillation seeds x {len(cfg.seeds)} evaluation seed(s)"
                  if len(cfg.distill_seeds) > 1 else f"{len(cfg.seeds)} seeds")
+        if len(cfg.distill_seeds) > 1 and (cfg.secondary_seeds or any(c.seeds for c in cfg.primary)):
+            seeds = (f"each row's distillation seeds x {len(cfg.seeds)} evaluation seed(s): {len(cfg.distill_seeds)} "
+                     "for the rows the primary family reads"
+                     + (f", {len(cfg.secondary_seeds)} for the others" if cfg.secondary_seeds else "")
+                     + "".join(f", {len(c.seeds)} for {c.set} vs {c.vs} under `{c.protocol}`"
+                               for c in cfg.primary if c.seeds))
         out.append(f"**{src}, N = {n}** (test top-1 %, mean of {seeds}; after each number its paired "
                    "verdict against " + ", ".join(f"`{b}` ({k})" for b, k in base_short.items())
                    + ": + beats, − loses, = within noise, Holm-adjusted p < " + f"{cfg.alpha})\n")
