@@ -12,6 +12,7 @@ from ..engine import resolve_device
 from ..errors import UserError
 from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
 from ..evaluate.config import EvalConfig, protocol_preset
+from ..methods import get_method
 from ..ssl import Teacher
 from .config import (EQUAL_BYTES, FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug,
                      all_baselines, row_label)
@@ -153,9 +154,13 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
         log(f"source {spec.data.name}/{spec.data.split}: {len(src)} images; {tinfo}")
         targets = load_targets(cfg.targets, src.image_size, src.channels, device)
         made = Path(cfg.sets_dir) if cfg.sets_dir else out     # sets, experts and classifiers live here
-        if needs_sets:
-            experts = make_experts(cfg, spec, src, teacher, made / "experts" / skey, log)
-            classifier = make_classifier(cfg, spec, src, teacher, made / "classifiers" / f"{skey}.safetensors", log)
+        methods = [get_method(r.method) for r in cfg.all_rows()]
+        relabel = any(eval_config(cfg, p, 0).relabel.enabled for p in evals)
+        if needs_sets:      # experts and a classifier only where a row (or a relabel protocol) reads them
+            experts = (make_experts(cfg, spec, src, teacher, made / "experts" / skey, log)
+                       if any(m.uses_experts for m in methods) else None)
+            classifier = (make_classifier(cfg, spec, src, teacher, made / "classifiers" / f"{skey}.safetensors", log)
+                          if relabel or any(m.uses_classifier for m in methods) else None)
         else:
             experts = classifier = None
         for budget in spec.budgets:
