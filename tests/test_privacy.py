@@ -140,7 +140,7 @@ def test_dp_sgd_epsilon_is_the_accountants():
     for _ in range(3 * 4):               # epochs x (n / batch) steps at sample rate batch / n
         acc.step(noise_multiplier=1.3, sample_rate=16 / 64)
     assert out["steps"] <= 12 and abs(out["epsilon"] - acc.get_epsilon(out["delta"])) < 1e-6
-    assert out["delta"] == pytest.approx(1 / 640)
+    assert out["delta"] == pytest.approx(1 / 640) and out["sample_rate"] == pytest.approx(16 / 64)
     # a target epsilon is met by the noise opacus chose
     out = dp_regress(make_dp_compatible(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 5))), x, y,
                      DPConfig(epsilon=4.0, epochs=2, batch_size=16))

@@ -40,6 +40,7 @@ from distill.data import load_dataset
 from distill.distilled import Materialized
 from distill.engine import seed_everything
 from distill.errors import ConfigError
+from distill.evaluate import metric_name
 from distill.evaluate.config import EvalConfig, PretrainConfig, protocol_preset
 from distill.evaluate.train import linear_probe, pretrain_loss_kind, pretrain_on_set
 from distill.leaderboard.apps import Application
@@ -138,6 +139,11 @@ class PrivacyApp(Application):
     def row_key(self, row):
         return None
 
+    def _experts(self) -> dict:
+        """MKDT's per-run experts: the defaults <- the source's (arch, count, epochs) <- the protocol's ``experts``."""
+        source = {k: v for k, v in (self.ctx.spec.experts or {}).items() if k in ("arch", "experts", "epochs")}
+        return {**EXPERTS, **source, **self.p.experts}
+
     # ------------------------------------------------------------------ one shadow run
     def _student(self, mat: Materialized, seed: int, epochs: int | None = None) -> tuple[torch.nn.Module, str]:
         src = self.ctx.src
@@ -156,13 +162,8 @@ class PrivacyApp(Application):
         extra: dict = {}
         starts: list[int] = []
         if row is not None:
-            if row.at is not None and row.at != row.steps:
-                raise ConfigError(f"the privacy protocol audits whole runs; row '{label}' is a snapshot (at: {row.at})",
-                                  fix="leave snapshot rows out of the privacy protocol (its rows:)")
             s = distill_shadow(ctx.cfg, ctx.spec, row, ctx.budget if row.budget is None else row.budget, priv,
-                               ctx.teacher, seed, {**EXPERTS, **{k_: v for k_, v in (ctx.spec.experts or {}).items()
-                                                                  if k_ in ("arch", "experts", "epochs")},
-                                                    **self.p.experts}, ctx.device, ctx.cfg.amp)
+                               ctx.teacher, seed, self._experts(), ctx.device, ctx.cfg.amp)
             starts = start_points(s, len(ctx.src), keep)
             model, kind = self._student(s.materialize(), seed)
         elif label == NOISE:
@@ -187,6 +188,9 @@ class PrivacyApp(Application):
     # ------------------------------------------------------------------ the cell
     def cell(self, label, s, seed, set_seed, row) -> list[dict]:
         ctx, p = self.ctx, self.p
+        if row is not None and row.at is not None and row.at != row.steps:
+            raise ConfigError(f"the privacy protocol audits whole runs; row '{label}' is a snapshot (at: {row.at})",
+                              fix="leave snapshot rows out of the privacy protocol (its rows:)")
         t0 = time.time()
         scores = np.zeros(self.keep.shape)
         starts = np.zeros(self.keep.shape, dtype=bool)
@@ -230,7 +234,7 @@ class PrivacyApp(Application):
                      {**base, "metric": "singled out", "acc": ca.summary["singled_out"]},
                      {**base, "metric": "near copy 5%", "acc": ca.summary["pixel_near_copy_5"]}]
         for (name, frac), accs in utility.items():      # one row per run: the table shows mean ± std over runs
-            rows += [{"target": name, "metric": f"student linear{'' if frac >= 1 else f'@{frac * 100:g}%'}",
+            rows += [{"target": name, "metric": "student " + metric_name("linear", frac),
                       "acc": acc, "run": r} for r, acc in enumerate(accs)]
         if "epsilon" in extra:
             rows.append({"target": tgt, "metric": "epsilon", "acc": extra["epsilon"], **extra})

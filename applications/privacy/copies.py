@@ -41,7 +41,7 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int = 2, metric: str =
     elif metric != "l2":
         raise ValueError(f"unknown metric {metric!r} (l2 or cosine)")
     k = min(k, len(kk))
-    kn = kk.pow(2).sum(1)
+    kn = kk.pow(2).sum(1) if metric == "l2" else None
     dists, idxs = [], []
     for i in range(0, len(q), chunk):
         qi = q[i:i + chunk]

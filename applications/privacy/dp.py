@@ -106,8 +106,7 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
             log(f"  [dp] epoch {epoch + 1}/{cfg.epochs}: loss {losses[-1]:.4f}, "
                 f"epsilon {engine.get_epsilon(delta):.2f}")
     return {"epsilon": float(engine.get_epsilon(delta)), "delta": delta, "noise_multiplier": float(opt.noise_multiplier),
-            "sample_rate": float(opt.expected_batch_size / n) if getattr(opt, "expected_batch_size", None) else
-            cfg.batch_size / n, "steps": steps, "loss": [losses[0], losses[-1]] if losses else None,
+            "sample_rate": float(loader.sample_rate), "steps": steps, "loss": [losses[0], losses[-1]] if losses else None,
             "max_grad_norm": cfg.max_grad_norm, "model": _plain(model)}
 
 
