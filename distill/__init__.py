@@ -4,8 +4,7 @@ The public API::
 
     from distill import load_dataset, create_model, DistilledSet
 """
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: F401
 from .data import ImageSet, load_dataset  # noqa: E402
 from .distilled import DistilledSet  # noqa: E402
 from .errors import UserError  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import UserError
 
 
@@ -112,12 +112,9 @@ def info(file: Path):
             click.echo(f"  {line}")
 
 
-def _flatten(d, prefix=""):
-    if isinstance(d, dict):
-        for k, v in d.items():
-            yield from _flatten(v, f"{prefix}{k}.")
-    else:
-        yield f"{prefix[:-1]} = {d}"
+def _flatten(d):
+    from .engine.configdiff import flatten
+    return [f"{k} = {v}" for k, v in flatten(d).items()]
 
 
 @cli.command()
@@ -323,7 +320,7 @@ def experts(config_path, worker, print_config, overrides):
     """Train MKDT's expert trajectories (one file per expert; finished experts are skipped, an interrupted
     one resumes).  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
-    from .experts import ExpertsConfig, train_experts
+    from .methods.mkdt.experts import ExpertsConfig, train_experts
     extra = {}
     if worker:
         try:
@@ -353,7 +350,7 @@ def squeeze(config_path, resume, print_config, overwrite, overrides):
     """SC-DD's squeeze: a linear classifier on the frozen teacher backbone (BatchNorm statistics untouched),
     written as a classifier file with its source-test accuracy.  OVERRIDES: key=value ..."""
     from .config import load_config, to_yaml
-    from .squeeze import SqueezeConfig, run_squeeze
+    from .methods.scdd.squeeze import SqueezeConfig, run_squeeze
     cfg = load_config(SqueezeConfig, config_path, overrides)
     if print_config:
         click.echo(to_yaml(cfg))

@@ -35,7 +35,7 @@ from distill.engine.device import describe_precision, machine_name
 from distill.engine.logging import emit_row
 from distill.methods import DistillContext
 from distill.methods.scdd import SCDD, Config
-from distill.squeeze import classifier_from_backbone
+from distill.methods.scdd.squeeze import classifier_from_backbone
 from distill.models import create_model
 from distill.ssl.teacher import Teacher
 

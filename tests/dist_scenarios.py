@@ -189,7 +189,7 @@ def split_work(out: Path) -> dict:
     """The stages that split work over ranks: SC-DD recover (parts merged), experts, evaluation jobs."""
     from distill.evaluate import evaluate_sets
     from distill.evaluate.config import EvalConfig, FinetuneConfig, LinearConfig, PretrainConfig, TargetConfig
-    from distill.experts import ExpertsConfig, Trajectory, expert_path, train_experts
+    from distill.methods.mkdt.experts import ExpertsConfig, Trajectory, expert_path, train_experts
     from distill.methods.run import run_distillation
     folder = Path(f"{out}.d")
     src = small_source(10)

@@ -164,7 +164,7 @@ def test_methods_that_read_experts_or_a_classifier_fill_each_experience_from_it(
     """MKDT trains experts on each experience (regressing the same teacher) in a folder deleted afterwards; SC-DD
     squeezes a head over the experience's classes (the all-class classifier file is dropped). Each share holds
     its experience's benchmark classes, balanced, within the bytes."""
-    import distill.experts as experts_mod
+    import distill.methods.mkdt.experts as experts_mod
     trained = []
     real_train = experts_mod.train_experts
 

@@ -22,10 +22,10 @@ def test_every_shipped_config_loads(path):
     if top == "teacher":
         load_config(TeacherConfig, path)
     elif top == "mkdt" and rel.name.startswith("experts_"):
-        from distill.experts import ExpertsConfig
+        from distill.methods.mkdt.experts import ExpertsConfig
         load_config(ExpertsConfig, path)
     elif top == "scdd" and rel.name.startswith("squeeze_"):
-        from distill.squeeze import SqueezeConfig
+        from distill.methods.scdd.squeeze import SqueezeConfig
         load_config(SqueezeConfig, path)
     elif top in ("krr_st", "random", "kcenter", "mkdt", "scdd", "boost"):
         from distill.methods import get_method, method_config

@@ -16,7 +16,7 @@ from distill.cli import cli
 from distill.distilled import DistilledSet
 from distill.engine import load_record, save_checkpoint
 from distill.errors import UserError
-from distill.experts import Trajectory
+from distill.methods.mkdt.experts import Trajectory
 from distill.models import create_model
 from distill.ssl import Teacher
 

@@ -10,7 +10,7 @@ from torch import nn
 from distill.data.config import DataConfig
 from distill.distilled import DistilledSet
 from distill.errors import DataError, FileFormatError
-from distill.experts import ExpertsConfig, Trajectory, load_experts, train_experts
+from distill.methods.mkdt.experts import ExpertsConfig, Trajectory, load_experts, train_experts
 from distill.methods import METHODS, DistillConfig, run_distillation
 from distill.methods.mkdt import FlatParams, high_loss_scores, matching_backward, matching_loss, minibatches, unroll
 from distill.models import create_model

@@ -14,7 +14,7 @@ from distill.evaluate.relabel import RelabelConfig, mix, relabel_train
 from distill.methods import DistillConfig, run_distillation
 from distill.methods.scdd import BNStatsLoss, jitter, merge_parts
 from distill.models import create_model
-from distill.squeeze import SqueezeConfig, run_squeeze, squeeze_in_memory
+from distill.methods.scdd.squeeze import SqueezeConfig, run_squeeze, squeeze_in_memory
 
 from .helpers import small_source, tiny_teacher
 

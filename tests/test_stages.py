@@ -5,7 +5,8 @@ import torch
 
 from distill.data.config import DataConfig
 from distill.engine import load_checkpoint, load_record, save_checkpoint
-from distill.engine.stage import checkpoint_path, config_differences
+from distill.engine.configdiff import config_differences
+from distill.engine.stage import checkpoint_path
 from distill.errors import UserError
 from distill.methods import METHODS, DistillConfig, run_distillation
 from distill.ssl import TeacherConfig, train_teacher

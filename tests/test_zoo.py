@@ -76,10 +76,10 @@ def test_an_unknown_name_lists_the_valid_ones_and_a_missing_file_says_how_to_get
 
 def test_a_zoo_name_works_in_distill_experts_squeeze_leaderboard_and_continual(fake_zoo, tmp_path):
     from distill.config import load_config
-    from distill.experts import ExpertsConfig, train_experts
+    from distill.methods.mkdt.experts import ExpertsConfig, train_experts
     from distill.leaderboard import LeaderboardConfig, run_leaderboard
     from distill.methods import DistillConfig, run_distillation
-    from distill.squeeze import SqueezeConfig, run_squeeze
+    from distill.methods.scdd.squeeze import SqueezeConfig, run_squeeze
 
     tid = Teacher.load("tiny-zoo").id
     res = run_distillation(DistillConfig(teacher="tiny-zoo", method="random", budget=10, output=None, device="cpu"),

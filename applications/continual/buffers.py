@@ -34,7 +34,7 @@ DTYPE_BYTES = {"uint8": 1, "float16": 2, "float32": 4}
 
 def expert_settings() -> list[str]:
     """The ``ssdd experts`` settings a per-experience ``experts:`` may hold (the rest the buffer sets itself)."""
-    from distill.experts import ExpertsConfig
+    from distill.methods.mkdt.experts import ExpertsConfig
     return sorted({f.name for f in dataclasses.fields(ExpertsConfig)} - set(EXPERTS_OWN))
 
 
@@ -220,7 +220,7 @@ class DistilledBuffer(ExemplarsBuffer):
                             params=self.params)
         with tempfile.TemporaryDirectory(prefix="ssdd-experts-") as tmp:
             if self.experts is not None and not self.params.get("experts"):
-                from distill.experts import ExpertsConfig, train_experts
+                from distill.methods.mkdt.experts import ExpertsConfig, train_experts
                 ecfg = ExpertsConfig(teacher="<in memory>", device=self.device, seed=seed, output=tmp, **self.experts)
                 train_experts(ecfg, source=source, teacher=teacher, quiet=True)
                 cfg = dataclasses.replace(cfg, params={**self.params, "experts": tmp})

@@ -92,7 +92,7 @@ def distill_shadow(cfg, spec, row, budget: int, src: ImageSet, teacher, seed: in
                          output=None, checkpoint_every=0, log_every=max(1, (row.steps or 10) // 5), params=params)
     with tempfile.TemporaryDirectory(prefix="ssdd-shadow-experts-") as tmp:
         if method.uses_experts:
-            from distill.experts import ExpertsConfig, train_experts
+            from distill.methods.mkdt.experts import ExpertsConfig, train_experts
             ecfg = ExpertsConfig(teacher="<in memory>", device=device, seed=seed, output=tmp, **experts_defaults)
             train_experts(ecfg, source=src, teacher=teacher, quiet=True)
             dcfg = dataclasses.replace(dcfg, params={**params, "experts": tmp})

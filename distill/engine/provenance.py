@@ -91,7 +91,7 @@ def stale_blocks(doc: str | Path, loaders: dict[str, Callable[[str | None, list[
     recorded overrides), one line each naming the block and the keys that changed. ``loaders`` maps a
     provenance ``kind`` to a function (config_file, overrides) -> resolved config dict, or (that dict, the
     schema's defaults): a key absent from the record and at its default today is not a change."""
-    from .stage import config_differences
+    from .configdiff import config_differences, flatten
     problems = []
     for tag, p in blocks(doc).items():
         if not p or p.get("kind") not in loaders:
@@ -104,7 +104,6 @@ def stale_blocks(doc: str | Path, loaders: dict[str, Callable[[str | None, list[
         defaults = {}
         if isinstance(now, tuple):      # (resolved config, the schema's defaults)
             now, defaults = now
-        from .stage import flatten
         now = _drop_new_item_defaults(p["config"], now, defaults)
         flat_defaults = flatten({k: v for k, v in defaults.items() if not k.endswith("[]")})
         # a key added to the schema after the block was made, at its default, changes nothing the block shows

@@ -41,7 +41,7 @@ COMPUTED = ("format", "version")
 
 
 def code_version() -> str:
-    from .. import __version__
+    from .._version import __version__
     return __version__
 
 
@@ -172,7 +172,7 @@ def validate_image_spec(meta: dict, where: str, required: bool = True) -> None:
 
 
 #: the modules that define the toolkit's record kinds (imported on demand by :func:`load_record`)
-RECORD_MODULES = ("distill.distilled", "distill.ssl.teacher", "distill.classifier", "distill.experts",
+RECORD_MODULES = ("distill.distilled", "distill.ssl.teacher", "distill.classifier", "distill.methods.mkdt.experts",
                   "distill.engine.checkpoint")
 
 

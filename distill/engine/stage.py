@@ -32,16 +32,11 @@ from pathlib import Path
 from ..errors import UserError
 from . import dist
 from .checkpoint import load_checkpoint, save_checkpoint
+from .configdiff import ALWAYS_MUTABLE, config_differences  # (both re-exported: older imports)
 from .files import remove_stale_temps
 from .logging import MetricLogger
 from .loop import fit
 from .seed import get_rng_state, set_rng_state
-
-#: config keys that may differ between a checkpoint and the run that resumes it (where the data lives,
-#: how often to log or checkpoint, the device): they do not change what the stage computes
-ALWAYS_MUTABLE = ("checkpoint_every", "log_every", "save_every", "tensorboard", "device", "data.root",
-                  "data.cache", "data.download")
-
 
 class Stage:
     """The contract of a resumable stage (see the module docstring)."""
@@ -90,39 +85,6 @@ def checkpoint_path(output: str | Path) -> Path:
     """Where a stage writing ``output`` keeps its checkpoint."""
     out = Path(output)
     return out.with_name(out.stem + ".ckpt.safetensors")
-
-
-def flatten(d, prefix: str = "") -> dict:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
-def config_differences(old: dict, new: dict, mutable=()) -> list[tuple[str, object, object]]:
-    """(key, old value, new value) for every flattened key that differs, except ``mutable`` keys and
-    their sub-keys."""
-    a, b = _normalise(flatten(old or {})), _normalise(flatten(new or {}))
-    allowed = tuple(ALWAYS_MUTABLE) + tuple(mutable)
-
-    def free(k):
-        return any(k == m or k.startswith(m + ".") for m in allowed)
-    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
-            if not free(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
-
-
-def _normalise(flat: dict) -> dict:
-    from .device import amp_mode
-    out = dict(flat)
-    for k, v in flat.items():
-        if k == "amp" or k.endswith(".amp"):
-            try:
-                out[k] = amp_mode(v)
-            except Exception:
-                pass
-    return out
 
 
 def check_resumable(ckpt: Path, meta: dict, stage_name: str, config: dict, mutable=()) -> None:

@@ -42,7 +42,7 @@ Modules: :mod:`.config` (the YAML schema), :mod:`.sets` (each row's set, experts
 from .cells import eval_config, run_leaderboard
 from .config import FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, SourceSpec, row_label
 from .render import summary_markdown, update_docs, write_leaderboard
-from .sets import _source, make_experts, make_set, source_key  # noqa: F401  (_source: scripts/leaderboard_make_rows.py)
+from .sets import make_experts, make_set, source_key  # noqa: F401
 from .stats import gains, paired_test, verdict
 
 __all__ = ["FULL_SOURCE", "LeaderboardConfig", "ProtocolSpec", "RowSpec", "SourceSpec", "eval_config", "gains",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,12 +108,10 @@ def _entry_points() -> dict:
 
 def application_names() -> list[str]:
     names = set(_entry_points())
-    try:
-        import applications  # noqa: F401  (a bare checkout: look for applications/<name>/bench.py)
-        root = Path(applications.__file__).parent
-        names |= {p.parent.name for p in root.glob("*/bench.py")}
-    except ImportError:
-        pass
+    spec = importlib.util.find_spec("applications")    # a bare checkout: applications/<name>/bench.py, found by
+    if spec is not None and spec.submodule_search_locations:      # name (plugins are loaded, never imported here)
+        for root in spec.submodule_search_locations:
+            names |= {p.parent.name for p in Path(root).glob("*/bench.py")}
     return sorted(names)
 
 

@@ -6,12 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from ..config import load_config, to_dict
 from ..distilled import DistilledSet
 from ..engine import resolve_device
 from ..errors import UserError
 from ..evaluate import NO_PRETRAIN, evaluate_sets, load_targets
-from ..evaluate.config import EvalConfig, protocol_preset
 from ..methods import get_method
 from ..ssl import Teacher
 from .config import (EQUAL_BYTES, FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug,
@@ -19,23 +17,9 @@ from .config import (EQUAL_BYTES, FULL_SOURCE, LeaderboardConfig, ProtocolSpec, 
 from .apps import AppContext, get_application, is_application
 from .render import write_leaderboard
 from .stats import is_reference
+from .keys import eval_config, eval_identity, eval_key, expected_cells, group_slug, unit_seed
 from .sets import (OutOfTime, _classifier_info, _experts_info, _left, _source, make_classifier, make_experts, make_set,
                    source_key)
-
-def eval_config(cfg: LeaderboardConfig, p: ProtocolSpec, seed: int) -> EvalConfig:
-    extra = {"protocol": p.name, "arch": cfg.arch, "seeds": [seed], "device": cfg.device, "amp": cfg.amp,
-             "targets": [to_dict(t) for t in cfg.targets], "no_pretrain_baseline": False,
-             "output": str(Path(cfg.output) / "unused")}
-    return load_config(EvalConfig, None, extra={**extra, **p.overrides}, preset=protocol_preset(p.name))
-
-
-def unit_seed(seed: int, set_seed: int | None) -> int:
-    """The seed an evaluation runs with: evaluation seed ``seed`` of the set made with distillation seed
-    ``set_seed`` (``seed + 1000 * set_seed``). Each paired unit gets its own model init and label draw; with one
-    seed for every set, a deterministic selection's units would be one evaluation repeated, and its evaluation
-    noise would never reach the test."""
-    return seed + 1000 * (set_seed or 0)
-
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
@@ -55,73 +39,6 @@ def run_leaderboard(cfg: LeaderboardConfig, log=_say, time_limit: float | None =
         return None
 
 
-def expected_cells(cfg: LeaderboardConfig) -> dict[tuple, set | None]:
-    """Every evaluation-protocol cell the config asks for: (protocol, group, row slug, set seed or None, seed) ->
-    the evaluation-config keys (``ekey``) a result file of that cell may carry. What ``--render-only`` reads."""
-    from .results import group_slug
-    out: dict[tuple, set | None] = {}
-    for p in cfg.protocols:
-        if is_application(p.name):
-            continue
-        for spec in cfg.sources:
-            for budget in spec.budgets:
-                group = group_slug(spec.data.name, budget)
-                for row in cfg.all_rows():
-                    label = row_label(row)
-                    for dseed in cfg.row_seeds(label, p.title):
-                        for seed in cfg.seeds:
-                            out[(p.title, group, _slug(label), dseed, seed)] = {
-                                eval_key(cfg, p, label, spec.data.name, budget, seed, dseed, {})}
-                if cfg.equal_bytes:
-                    for base in cfg.baselines:
-                        for dseed in cfg.row_seeds(base + EQUAL_BYTES, p.title):
-                            for seed in cfg.seeds:
-                                out[(p.title, group, _slug(base + EQUAL_BYTES), dseed, seed)] = None
-                refs = []
-                if p.rows:                # a protocol restricted to some rows evaluates no reference row
-                    continue
-                if cfg.full_source:
-                    refs.append((FULL_SOURCE, cfg.full_source_epochs))
-                if cfg.full_source_converged_epochs:
-                    refs.append((FULL_SOURCE, cfg.full_source_converged_epochs))
-                for seed in cfg.seeds:
-                    for _, epochs in refs:
-                        # the label holds the source's size, which only the run knows: any full-source file counts
-                        out.setdefault((p.title, group, "*full", None, seed), set()).add(
-                            eval_key(cfg, p, None, spec.data.name, budget, seed, None, {"full": True, "epochs": epochs}))
-                    if cfg.no_pretrain and not eval_config(cfg, p, seed).relabel.enabled:   # relabel: no student
-                        out[(p.title, group, _slug(NO_PRETRAIN), None, seed)] = {
-                            eval_key(cfg, p, NO_PRETRAIN, spec.data.name, budget, seed, None, {})}
-    return out
-
-
-def eval_identity(ecfg: EvalConfig, local: bool = False) -> dict:
-    """What an evaluation computes, without where things are on this machine: no report folder, no data roots, no
-    relabel classifier path (its content is keyed separately). ``local=False`` also drops device, amp and
-    parallelism, which change the machine's numbers but not the experiment (the stamp records them)."""
-    d = {k: v for k, v in to_dict(ecfg).items() if k != "output"}
-    d["targets"] = [{k: v for k, v in t.items() if k != "root"} for t in d.get("targets", [])]
-    if isinstance(d.get("relabel"), dict):
-        d["relabel"] = {k: v for k, v in d["relabel"].items() if k != "classifier"}
-    if not local:
-        for k in ("device", "amp", "parallel"):
-            d.pop(k, None)
-    return d
-
-
-def eval_key(cfg, p: ProtocolSpec, label, source: str, budget: int, seed: int, set_seed, extra: dict) -> str:
-    """The digest of what a cell's result depends on that the config alone fixes: the evaluation (without
-    machine-local keys: :func:`eval_identity`), the row's spec (method, steps, params, budget, snapshot), source and
-    budget. Recorded in every cell file as ``ekey``; ``--render-only`` recomputes it from the config and keeps only
-    the files that match, so a result made under another evaluation or row setting is never rendered."""
-    ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
-    if extra.get("full") and extra.get("epochs"):
-        ecfg.pretrain.epochs = extra["epochs"]
-    row = next((r for r in cfg.all_rows() if row_label(r) == label), None)
-    spec = None if row is None else to_dict(row)
-    return _digest([eval_identity(ecfg), None if extra.get("full") else label, spec, source, budget])
-
-
 def _file_id(path: str | None) -> str | None:
     """A file's content digest (the relabel classifier: a cell depends on what it holds, not where it lies)."""
     if not path or not Path(path).exists():
@@ -132,7 +49,7 @@ def _file_id(path: str | None) -> str | None:
 
 def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | None) -> dict:
     from ..engine.provenance import git_commit
-    from .results import CELL_NAME, check_unit_machine, finished_unit, group_slug, load_results, result_index, \
+    from .results import CELL_NAME, check_unit_machine, finished_unit, load_results, result_index, \
         results_root, stamp, write_group_info, write_set_info
     device = resolve_device(cfg.device)
     cfg.check_scale(device.type)

@@ -24,16 +24,13 @@ from pathlib import Path
 from ..engine.files import write_json
 from ..errors import UserError
 from .config import LeaderboardConfig, _slug
+from .keys import expected_cells
 
 CELL_NAME = re.compile(r"^(?P<group>.+?-n\d+)-(?P<row>.+?)(?:-d(?P<dseed>\d+))?-s(?P<seed>\d+)-(?P<key>[0-9a-f]{12})\.json$")
 
 
 def results_root(cfg: LeaderboardConfig) -> Path:
     return Path(cfg.results) if cfg.results else Path(cfg.output)
-
-
-def group_slug(source: str, budget: int) -> str:
-    return f"{_slug(source)}-n{budget}"
 
 
 def stamp(device, amp: str) -> dict:
@@ -151,7 +148,6 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
     rows and seeds (``wanted``: protocol -> the cell keys the run used; None: every file that fits the config,
     the newest where two files hold the same cell). Refuses a set seed whose cells came from two machines."""
     from .apps import is_application
-    from .cells import expected_cells
     root = results_root(cfg)
     rows: list[dict] = []
     info: dict[str, dict] = {}

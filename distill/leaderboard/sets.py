@@ -9,7 +9,8 @@ from ..config import load_config, to_dict
 from ..data import load_source
 from ..distilled import DistilledSet
 from ..engine.safefile import read_header
-from ..engine.stage import checkpoint_path, config_differences
+from ..engine.configdiff import config_differences
+from ..engine.stage import checkpoint_path
 from ..methods import DistillConfig, get_method, method_config, run_distillation
 from ..errors import UserError
 from .config import LeaderboardConfig, RowSpec, SourceSpec, _digest, _slug, row_label, run_identity
@@ -29,7 +30,7 @@ def make_experts(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, folder:
     """The source's expert trajectories (``spec.experts``), made or finished when missing; their folder."""
     if not spec.experts:
         return None
-    from ..experts import ExpertsConfig, train_experts
+    from ..methods.mkdt.experts import ExpertsConfig, train_experts
     keys = {"device": cfg.device, "amp": cfg.amp, "output": str(folder), **spec.experts}
     ecfg = load_config(ExpertsConfig, None, extra={"data": to_dict(spec.data), "teacher": spec.teacher,
                                                    "train_per_class": spec.train_per_class, **keys})
@@ -45,7 +46,7 @@ def make_classifier(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, path
         return spec.classifier
     if not spec.squeeze:
         return None
-    from ..squeeze import SqueezeConfig, run_squeeze
+    from ..methods.scdd.squeeze import SqueezeConfig, run_squeeze
     scfg = load_config(SqueezeConfig, None, extra={"data": to_dict(spec.data), "teacher": spec.teacher,
                                                    "train_per_class": spec.train_per_class, "device": cfg.device,
                                                    "amp": cfg.amp, "output": str(path), **spec.squeeze})
@@ -124,7 +125,7 @@ def make_set(cfg: LeaderboardConfig, spec: SourceSpec, src, teacher, row: RowSpe
 def _experts_info(folder: str | None) -> str:
     if folder is None:
         return ""
-    from ..experts import expert_files
+    from ..methods.mkdt.experts import expert_files
     from ..engine.safefile import read_header
     heads = [read_header(f)[0] for f in expert_files(folder)]
     h = heads[0]

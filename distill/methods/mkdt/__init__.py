@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..distilled import DistilledSet
-from ..engine import dist
-from ..engine.device import autocast
-from ..errors import ConfigError, NumericalError
-from .base import DistillContext, Method, register_method
-from .baselines import _Subset
+from ...distilled import DistilledSet
+from ...engine import dist
+from ...engine.device import autocast
+from ...errors import ConfigError, NumericalError
+from ..base import DistillContext, Method, register_method
+from ..baselines import _Subset
 
 
 # --------------------------------------------------------------------------- functional unroll
@@ -184,7 +184,7 @@ class Config:
     unroll_amp: str = "off"            # off | bf16 | auto: precision of the unrolled forward passes
 
     def validate(self):
-        from ..engine.device import amp_mode
+        from ...engine.device import amp_mode
         if self.syn_steps < 1 or self.expert_epochs < 1 or self.max_start_epoch < 1:
             raise ConfigError("syn_steps, expert_epochs and max_start_epoch must be >= 1")
         if self.batch_syn is not None and self.batch_syn < 1:
@@ -198,7 +198,7 @@ class Config:
 
 def _tiny_experts(folder, source, teacher, epochs: int = 3) -> dict:
     """Two tiny experts on ``source`` (the resume-contract test and the sample presets)."""
-    from ..experts import ExpertsConfig, train_experts
+    from .experts import ExpertsConfig, train_experts
     cfg = ExpertsConfig(teacher="<in memory>", arch="convnet-d2-w8-in", experts=2, epochs=epochs, batch_size=16,
                         device="cpu", output=str(folder / "experts"))
     train_experts(cfg, source=source, teacher=teacher, quiet=True)
@@ -212,7 +212,7 @@ class _UsesExperts:
 
     def trajectories(self, keep_epochs: int):
         """The experts, with epochs 0..keep_epochs of each in memory."""
-        from ..experts import load_experts
+        from .experts import load_experts
         if not self.cfg.experts:
             raise ConfigError(f"method '{self.name}' needs expert trajectories",
                               fix="set params.experts to the output folder of `ssdd experts`")

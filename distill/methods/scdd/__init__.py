@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distilled import DistilledSet
-from ..engine.device import autocast
-from ..engine.loop import batched_forward, update
-from ..models.record import weights_id
-from ..errors import ConfigError, DataError
-from .base import DistillContext, Method, register_method
+from ...distilled import DistilledSet
+from ...engine.device import autocast
+from ...engine.loop import batched_forward, update
+from ...models.record import weights_id
+from ...errors import ConfigError, DataError
+from ..base import DistillContext, Method, register_method
 
 
 class BNStatsLoss:
@@ -180,7 +180,7 @@ class SCDD(Method):
         self.current = -1
 
     def _classifier(self):
-        from ..classifier import Classifier
+        from ...classifier import Classifier
         ctx, cfg = self.ctx, self.cfg
         src = ctx.source
         if cfg.classifier:
@@ -196,7 +196,7 @@ class SCDD(Method):
         if ctx.teacher is None:
             raise ConfigError("SC-DD needs a classifier (params.classifier, made by `ssdd squeeze`) or a teacher "
                               "to squeeze one from", fix="set params.classifier=... or teacher=...")
-        from ..squeeze import squeeze_in_memory
+        from .squeeze import squeeze_in_memory
         if ctx.verbose:
             print(f"scdd: squeezing a linear head on the frozen teacher ({cfg.squeeze_epochs} epochs)", flush=True)
         self.clf_path = None
@@ -288,7 +288,7 @@ def merge_parts(parts: list[DistilledSet], where: list[str] | None = None) -> Di
     ignore = ("params.worker",)
 
     def key(p):
-        from ..engine.stage import flatten
+        from ...engine.configdiff import flatten
         return {k: v for k, v in flatten(p.meta.get("config") or {}).items() if k not in ignore and k != "output"}
     for p, w in zip(parts[1:], where[1:]):
         if key(p) != key(first):
