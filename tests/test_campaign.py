@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,6 +67,10 @@ def test_holm_matches_statsmodels_and_skips_missing_tests():
     ref = multipletests(ps, method="holm")[1]
     assert holm(ps) == pytest.approx(list(ref))
     assert holm([0.01, None, 0.04]) == pytest.approx([0.02, None, 0.04])
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 7, 40):                     # random families, with ties
+        ps = list(np.round(rng.uniform(0, 0.2, m), 3))
+        assert holm(ps) == pytest.approx(list(multipletests(ps, method="holm")[1]))
 
 
 @pytest.mark.parametrize("n,alpha", [(3, 0.05), (5, 0.01), (10, 0.05 / 6), (12, 0.05 / 8), (30, 0.001)])
@@ -302,3 +307,37 @@ def test_a_comparison_with_its_own_seeds_adds_set_seeds_to_its_rows_under_its_pr
 def rep_plan(cfg, rep):
     from distill.leaderboard.stats import plan
     return plan(cfg, rep["rows"])
+
+
+def test_cached_evaluation_configs_and_keys_equal_a_fresh_resolution(tmp_path):
+    """eval_config and eval_key reuse one resolved config per protocol; each must equal resolving it afresh (a
+    result file's ekey must not depend on what was asked before)."""
+    from pathlib import Path
+
+    from distill.config import to_dict
+    from distill.evaluate.config import EvalConfig, protocol_preset
+    from distill.leaderboard.config import _digest, row_label
+    from distill.leaderboard.keys import eval_config, eval_identity, eval_key, unit_seed
+    cfg = _lb(tmp_path, protocols=[{"name": "mkdt", "overrides": {"pretrain": {"epochs": 2}}},
+                                   {"name": "krrst", "label": "fixed", "overrides": {"seeds": [7]}}])
+
+    def fresh(p, seed):
+        extra = {"protocol": p.name, "arch": cfg.arch, "seeds": [seed], "device": cfg.device, "amp": cfg.amp,
+                 "targets": [to_dict(t) for t in cfg.targets], "no_pretrain_baseline": False,
+                 "output": str(Path(cfg.output) / "unused")}
+        return load_config(EvalConfig, None, extra={**extra, **p.overrides}, preset=protocol_preset(p.name))
+    for p in cfg.protocols:
+        for seed in (0, 3, 2001):
+            got = eval_config(cfg, p, seed)
+            assert to_dict(got) == to_dict(fresh(p, seed))
+            got.pretrain.epochs = 99                        # a caller's change stays its own
+            assert eval_config(cfg, p, seed).pretrain.epochs != 99
+        for label in ("random", "herding"):
+            row = to_dict(next(r for r in cfg.all_rows() if row_label(r) == label))
+            want = _digest([eval_identity(fresh(p, unit_seed(0, 2))), label, row, "sample", 10])
+            assert eval_key(cfg, p, label, "sample", 10, 0, 2, {}) == want
+        full = fresh(p, 0)
+        full.pretrain.epochs = 5
+        assert eval_key(cfg, p, None, "sample", 10, 0, None, {"full": True, "epochs": 5}) == \
+            _digest([eval_identity(full), None, None, "sample", 10])
+    assert eval_config(cfg, cfg.protocols[1], 3).seeds == [7]      # a protocol's own seeds win

@@ -3,6 +3,8 @@ digest (``ekey``) that ties a result file to the config that made it. Read by th
 ``--render-only`` (``results``); imports neither."""
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
 from ..config import load_config, to_dict
@@ -17,11 +19,31 @@ def group_slug(source: str, budget: int) -> str:
     return f"{_slug(source)}-n{budget}"
 
 
-def eval_config(cfg: LeaderboardConfig, p: ProtocolSpec, seed: int) -> EvalConfig:
-    extra = {"protocol": p.name, "arch": cfg.arch, "seeds": [seed], "device": cfg.device, "amp": cfg.amp,
+#: resolved evaluation configs (and their plain dicts) by what they are made from: a campaign asks for one per cell,
+#: hundreds of times with only the seed changing, and resolving through OmegaConf costs tens of milliseconds each
+_RESOLVED: dict[str, tuple[EvalConfig, dict]] = {}
+
+
+def _resolved(cfg: LeaderboardConfig, p: ProtocolSpec) -> tuple[EvalConfig, dict]:
+    """The protocol's evaluation config at seed 0, and ``to_dict`` of it (both shared: copy before changing)."""
+    extra = {"protocol": p.name, "arch": cfg.arch, "seeds": [0], "device": cfg.device, "amp": cfg.amp,
              "targets": [to_dict(t) for t in cfg.targets], "no_pretrain_baseline": False,
              "output": str(Path(cfg.output) / "unused")}
-    return load_config(EvalConfig, None, extra={**extra, **p.overrides}, preset=protocol_preset(p.name))
+    preset = protocol_preset(p.name)
+    key = json.dumps([extra, p.overrides, preset], sort_keys=True, default=str)
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        ecfg = load_config(EvalConfig, None, extra={**extra, **p.overrides}, preset=preset)
+        hit = _RESOLVED[key] = (ecfg, to_dict(ecfg))
+    return hit
+
+
+def eval_config(cfg: LeaderboardConfig, p: ProtocolSpec, seed: int) -> EvalConfig:
+    """The evaluation config of protocol ``p`` run with ``seed`` (a fresh object: the caller may change it)."""
+    ecfg = copy.deepcopy(_resolved(cfg, p)[0])
+    if "seeds" not in p.overrides:         # a protocol may fix its own seeds (the override wins, as in load_config)
+        ecfg.seeds = [seed]
+    return ecfg
 
 
 def unit_seed(seed: int, set_seed: int | None) -> int:
@@ -75,7 +97,11 @@ def eval_identity(ecfg: EvalConfig, local: bool = False) -> dict:
     """What an evaluation computes, without where things are on this machine: no report folder, no data roots, no
     relabel classifier path (its content is keyed separately). ``local=False`` also drops device, amp and
     parallelism, which change the machine's numbers but not the experiment (the stamp records them)."""
-    d = {k: v for k, v in to_dict(ecfg).items() if k != "output"}
+    return _identity(to_dict(ecfg), local)
+
+
+def _identity(full: dict, local: bool) -> dict:
+    d = {k: v for k, v in full.items() if k != "output"}
     d["targets"] = [{k: v for k, v in t.items() if k != "root"} for t in d.get("targets", [])]
     if isinstance(d.get("relabel"), dict):
         d["relabel"] = {k: v for k, v in d["relabel"].items() if k != "classifier"}
@@ -90,9 +116,11 @@ def eval_key(cfg, p: ProtocolSpec, label, source: str, budget: int, seed: int, s
     machine-local keys: :func:`eval_identity`), the row's spec (method, steps, params, budget, snapshot), source and
     budget. Recorded in every cell file as ``ekey``; ``--render-only`` recomputes it from the config and keeps only
     the files that match, so a result made under another evaluation or row setting is never rendered."""
-    ecfg = eval_config(cfg, p, unit_seed(seed, set_seed))
+    full = copy.deepcopy(_resolved(cfg, p)[1])        # the config has no interpolations: its dict takes the seed
+    if "seeds" not in p.overrides:
+        full["seeds"] = [unit_seed(seed, set_seed)]
     if extra.get("full") and extra.get("epochs"):
-        ecfg.pretrain.epochs = extra["epochs"]
+        full["pretrain"]["epochs"] = extra["epochs"]
     row = next((r for r in cfg.all_rows() if row_label(r) == label), None)
     spec = None if row is None else to_dict(row)
-    return _digest([eval_identity(ecfg), None if extra.get("full") else label, spec, source, budget])
+    return _digest([_identity(full, local=False), None if extra.get("full") else label, spec, source, budget])
