@@ -28,13 +28,23 @@ def cifar_root(tmp_path_factory):
     """CIFAR-10/100 in torchvision's layout, unpacked from ../shared/data (skips when absent).
 
     Set SSDD_CIFAR_ROOT to a folder that already holds them to skip the unpacking."""
+    return _unpacked(tmp_path_factory, "all", "cifar-100-python")
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(tmp_path_factory):
+    """CIFAR-10 alone (half the unpacking of ``cifar_root``: what the default suite needs)."""
+    return _unpacked(tmp_path_factory, "cifar10", "cifar-10-batches-py")
+
+
+def _unpacked(tmp_path_factory, which: str, folder: str) -> Path:
     given = os.environ.get("SSDD_CIFAR_ROOT")
-    if given and (Path(given) / "cifar-100-python").is_dir():
+    if given and (Path(given) / folder).is_dir() and (Path(given) / "cifar-10-batches-py").is_dir():
         return Path(given)
     if not (SHARED / "cifar.py").exists():
         pytest.skip(f"real CIFAR data not available ({SHARED} missing)")
-    root = tmp_path_factory.mktemp("cifar")
-    subprocess.run([sys.executable, str(SHARED / "cifar.py"), str(root), "--dataset", "all"], check=True,
+    root = tmp_path_factory.mktemp(f"cifar-{which}")
+    subprocess.run([sys.executable, str(SHARED / "cifar.py"), str(root), "--dataset", which], check=True,
                    stdout=subprocess.DEVNULL)
     return root
 

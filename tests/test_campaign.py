@@ -341,3 +341,20 @@ def test_cached_evaluation_configs_and_keys_equal_a_fresh_resolution(tmp_path):
         assert eval_key(cfg, p, None, "sample", 10, 0, None, {"full": True, "epochs": 5}) == \
             _digest([eval_identity(full), None, None, "sample", 10])
     assert eval_config(cfg, cfg.protocols[1], 3).seeds == [7]      # a protocol's own seeds win
+
+
+def test_the_summary_says_the_primary_family_in_words():
+    from distill.leaderboard.render import primary_words
+    planned = [{"set": "a", "baseline": "random", "protocol": "krrst", "metric": "linear", "n": 10, "gain": 1.6,
+                "ci": (0.7, 2.5), "p_adj": 0.01, "verdict": "**beats**", "detectable": 1.2},
+               {"set": "b", "baseline": "random", "protocol": "mkdt", "metric": "linear@1%", "n": 10, "gain": -2.0,
+                "ci": (-2.8, -1.2), "p_adj": 0.002, "verdict": "**loses**", "detectable": 0.9},
+               {"set": "c", "baseline": "labelled", "protocol": "krrst", "metric": "linear", "n": 10, "gain": 0.3,
+                "ci": (-0.5, 1.1), "p_adj": 0.4, "verdict": "within noise", "detectable": 1.1},
+               {"set": "d", "baseline": "random", "protocol": "krrst", "metric": "linear", "n": 0}]
+    words = primary_words(planned)
+    assert "Holm among its 4 comparisons" in words and "resolves a true gain of 0.90-1.20 points" in words
+    assert "a gain that survives: a over random." in words and "Losses: b to random." in words
+    assert "Nothing beats `labelled`" in words and "`random`" not in words.split("Nothing beats")[1].split(".")[0]
+    assert "c vs labelled (krrst linear, 10 set seeds): within noise, +0.30 [-0.50, +1.10], Holm p 0.4" in words
+    assert primary_words([]) == "" and primary_words(planned[3:]) == ""

@@ -21,9 +21,9 @@ def test_sample_loads_offline_balanced():
     assert train.images.float().std() > 40
 
 
-def test_sample_matches_the_official_cifar10_images(cifar_root):
+def test_sample_matches_the_official_cifar10_images(cifar10_root):
     meta = json.loads((sources_mod.SAMPLE_DIR / "meta.json").read_text())
-    full = load_dataset("cifar10", cifar_root, "train")
+    full = load_dataset("cifar10", cifar10_root, "train")
     sample = load_dataset("sample", split="train")
     idx = torch.tensor(meta["splits"]["train"]["official_index"])
     assert torch.equal(full.images[idx], sample.images) and torch.equal(full.labels[idx], sample.labels)

@@ -25,8 +25,9 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     room = headroom(cfg, rows, g)
     not_percent = {(r["protocol"], r["metric"]) for r in rows if r.get("percent") is False}
     md = [f"### Leaderboard `{cfg.name}`\n"]
+    planned = plan(cfg, rows) if cfg.primary else []
     if cfg.primary:
-        md.extend(primary_markdown(cfg, plan(cfg, rows), declared_primary(cfg, rows)))
+        md.extend(primary_markdown(cfg, planned, declared_primary(cfg, rows)))
     blind = [h for h in room if h["separates"] is False]
     if blind:
         worst = max(h["detectable"] for h in blind)
@@ -148,7 +149,7 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     if axis:
         md.extend(compute_markdown(axis, out / "compute.png"))
     text = "\n".join(md) + "\n"
-    summary = summary_markdown(cfg, agg, g)
+    summary = summary_markdown(cfg, agg, g, planned)
     real = {(r["protocol"], r["set"]) for r in rows if r.get("real")}
     plot = _plot(cfg, agg, out / "leaderboard.png", not_percent, real)
     paths = {"md": write_text(out / "results.md", f"# Leaderboard {cfg.name}\n\n" + text + f"\n![plot]({plot.name})\n"),
@@ -383,9 +384,37 @@ def gain_cell(x: dict) -> str:
 _MARK = {"**beats**": "+", "**loses**": "−", "within noise": "=", "one seed: no test": "?", "no spread: no test": "?"}
 
 
-def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> str:
+def primary_words(planned: list[dict]) -> str:
+    """The primary family in one paragraph of words: each comparison's verdict with its gain, interval and Holm p,
+    what it can resolve, and the headline (how many beat their baseline)."""
+    done = [x for x in planned if x["n"] > 0]
+    if not done:
+        return ""
+    said = []
+    for x in done:
+        ci = f" [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x.get("ci") else ""
+        p = "" if x.get("p_adj") is None else f", Holm p {x['p_adj']:.3g}"
+        what = f"{x['set']} vs {x['baseline']} ({x['protocol']} {x['metric']}, {x['n']} set seeds)"
+        verdict = {"**beats**": "**beats**", "**loses**": "**loses**"}.get(x["verdict"], "within noise")
+        said.append(f"{what}: {verdict}, {x['gain']:+.2f}{ci}{p}")
+    beats = sorted({f"{x['set']} over {x['baseline']}" for x in done if x["verdict"] == "**beats**"})
+    loses = sorted({f"{x['set']} to {x['baseline']}" for x in done if x["verdict"] == "**loses**"})
+    dets = [x["detectable"] for x in done if x.get("detectable") is not None]
+    head = (f"**In words** (the pre-declared primary family, Holm among its {len(planned)} comparisons; each resolves a "
+            f"true gain of {min(dets):.2f}-{max(dets):.2f} points): " if dets else "**In words** (the primary family): ")
+    head += ("a gain that survives: " + "; ".join(beats) + ". " if beats else "no comparison shows a gain. ")
+    head += ("Losses: " + "; ".join(loses) + ". " if loses else "")
+    unbeaten = [b for b in dict.fromkeys(x["baseline"] for x in done)
+                if not any(x["baseline"] == b and x["verdict"] == "**beats**" for x in done)]
+    head += ("Nothing beats " + " or ".join(f"`{b}`" for b in unbeaten) + " in its primary comparisons. " if unbeaten
+             else "")
+    return head + "Each: " + "; ".join(said) + ".\n"
+
+
+def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict], planned: list[dict] | None = None) -> str:
     """One compact table per source x budget: each row's mean under every (protocol, target, metric),
-    with its paired verdict against each baseline (+ beats, − loses, = within noise)."""
+    with its paired verdict against each baseline (+ beats, − loses, = within noise); first, when the config
+    declares a primary family, its verdicts in words (:func:`primary_words`)."""
     base_short = {b: "".join(w[0] for w in b.split("_")) for b in cfg.baselines}
     base_short.update({b + EQUAL_BYTES: k + "=B" for b, k in list(base_short.items()) if b + EQUAL_BYTES in all_baselines(cfg)})
     if any(x.get("best_real") for x in g):
@@ -425,7 +454,8 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict]) -> 
                 vals.append(f"{a['mean']:.2f}" + (f" ({marks})" if marks else ""))
             lines.append("| " + " | ".join([label] + vals) + " |")
         out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
+    words = primary_words(planned or [])
+    return "\n".join(([words] if words else []) + out)
 
 
 def _plot(cfg, agg, path: Path, not_percent: set | frozenset = frozenset(), real: set | frozenset = frozenset()) -> Path:
