@@ -204,7 +204,8 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
         "sources.0.budgets=[10]", "method_steps.krr_st=3", f"method_params.krr_st.pool_arch={TINY}",
         "method_params.krr_st.pool_steps=2", "targets.0.train_per_class=10", "targets.0.test_per_class=5",
         "protocols.1.overrides.audit_points=20", "protocols.1.overrides.held_out=40",
-        "protocols.1.overrides.references=[noise]", "protocols.1.overrides.bootstrap=20"])
+        "protocols.1.overrides.references=[noise]", "protocols.1.overrides.bootstrap=20",
+        "rows=[{method: random}, {method: krr_st}]", "baselines=[random]"])
     rep = run_leaderboard(cfg, log=lambda m: None)
     rows = {(r["set"], r["metric"]): r for r in rep["rows"] if r["protocol"] == "privacy"}
     assert rows[("random", "re-identified")]["acc"] == 100.0
@@ -214,7 +215,7 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
     assert "TPR @ 1 % FPR not readable" in rep["markdown"]
     # the leakage table with intervals and the privacy-utility picture, drawn from the rows alone
     assert "Leakage with intervals" in rep["markdown"] and any((tmp_path / "lb").glob("privacy_utility-*.png"))
-    assert len([r for r in rep["rows"] if r["set"] == "random" and r["metric"] == "student linear"]) == 4
+    assert len([r for r in rep["rows"] if r["set"] == "random" and r["metric"] == "student linear"]) == 4   # shadows
     assert rows[("krr_st", "re-identified")]["copies"]["reidentified_by"] == "nearest is own start"
     # the other tables of the same sets gain the leakage columns
     mkdt_table = rep["markdown"].split("protocol `mkdt`")[1].split("####")[0]
