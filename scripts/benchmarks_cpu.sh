@@ -5,7 +5,7 @@
 #   LIMIT=SECONDS  stop cleanly after the set or cell that crosses it (default: no limit)
 #   DATA=DIR       CIFAR in torchvision's layout (python ../shared/data/cifar.py DIR)
 # Needs, for scdd_cifar10_cpu, the supervised backbone (made here when missing; about 10 min).
-# Not here: scdd_cifar100_cpu (its sets were recovered on a GPU: scripts/gpu_scdd.sh). The non-leaderboard measurements:
+# Not here: scdd_cifar100_cpu (its sets were recovered on a GPU: scripts/gpu_suite.py). The non-leaderboard measurements:
 # scripts/reproduce_cpu.sh; campaigns with committed results: scripts/campaign.sh.
 cd "$(dirname "$0")/.." || exit 1
 export SSDD_PROGRESS=0

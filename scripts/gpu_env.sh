@@ -1,4 +1,4 @@
-# Shared set-up of the device scripts (gpu_scdd.sh, gpu_boost.sh; gpu_suite.py calls use it too); `source` it after
+# Set-up of a device call of scripts/gpu_suite.py; `source` it after
 # setting OUT. The device has torch but no package registry: the wheels in .gpu/whl/ (kornia, kornia_rs,
 # omegaconf for its Python) are installed into /tmp/site unless NO_WHEELS is set (a CPU check in the venv).
 # Defines PY, the T helper (a step with a time limit, logged) and writes $OUT/machine.txt.

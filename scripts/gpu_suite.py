@@ -19,6 +19,17 @@ Parts, in order (each is skipped once its rows are in WORK/state.json):
   (KRR-ST with the paper's pool and batch, fewer steps, against ``random`` and ``random_labelled``),
   given whatever time the call has left; its sets, cells and (while the machine stays warm) its
   checkpoints live in WORK, so the next call continues it.
+- ``scdd_recover``: SC-DD's recover iteration, time and peak memory at the paper's scales (scripts/bench_scdd.py;
+  BENCHMARKS 14).
+- ``scdd_quality``: the leaderboard ``configs/leaderboard/scdd_cifar100_gpu.yaml`` (SC-DD at IPC 10 and 1 against
+  the relabelled random subset, ResNet-18 students; BENCHMARKS 13), continued over calls like ``quality``.
+- ``boost_quality``: the leaderboard ``configs/leaderboard/boost_cifar100.yaml`` (the poster's ablation;
+  BENCHMARKS 15), continued over calls like ``quality``.
+
+The data travels with the call (64 MiB in all): ``--prepare --root DATA [--classifier FILE]`` writes, here,
+``.gpu/c100.npz`` (a class-balanced 50-per-class subset of CIFAR-100 train, seed 0, and the whole test split, in
+the ``npz`` source layout) and ``.gpu/c100_squeeze.safetensors`` (SC-DD's classifier, ``ssdd squeeze``); carry
+``.gpu`` (in .git/info/exclude). ``scripts/gpu_env.sh`` sets up a device call.
 
 Every call ends by copying WORK's small files (state, rows, logs, reports; no checkpoints) to
 ``--copy-to``, so a lent device's results come back after each call; copy them into WORK before the
@@ -39,9 +50,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PARTS = ("krrst_step", "teacher_throughput", "mkdt_memory", "quality")
+PARTS = ("krrst_step", "teacher_throughput", "mkdt_memory", "quality", "scdd_recover", "scdd_quality", "boost_quality")
 #: the least time (s, on a GPU) a part needs to be started in a call
-NEEDS = {"krrst_step": 150, "teacher_throughput": 90, "mkdt_memory": 150, "quality": 60}
+NEEDS = {"krrst_step": 150, "teacher_throughput": 90, "mkdt_memory": 150, "quality": 60, "scdd_recover": 90,
+         "scdd_quality": 60, "boost_quality": 60}
 
 
 class Suite:
@@ -171,28 +183,95 @@ def mkdt_memory(s: Suite) -> None:
 
 
 def quality(s: Suite) -> None:
+    a = s.args
+    toy = ["sources=[{data: {name: sample}, teacher: " + str(toy_teacher(s)) + ", budgets: [10]}]",
+           "rows=[{method: random}, {method: random_labelled}, {method: krr_st, steps: 4, params: "
+           "{pool_arch: convnet-d2-w8-bn, pool_size: 2, pool_steps: 3, real_batch: 32}}]",
+           "targets=[{name: sample}]", "seeds=[0, 1]", "arch=convnet-d2-w8-bn",
+           "protocols=[{name: krrst, overrides: {pretrain: {epochs: 1}, finetune: {iterations: 2, batch_size: 32}, "
+           "linear: {steps: 3}}}]"]
+    real = [f"sources.0.data.root={a.data}", f"sources.0.teacher={a.teacher}", f"targets.0.root={a.data}"]
+    leaderboard_part(s, "quality", "gpu_quality.yaml", toy if a.toy else real)
+
+
+def scdd_recover(s: Suite) -> None:
+    a = s.args
+    out_json = s.work / "scdd.jsonl"
+    size = ["--iters", "2", "--warmup", "1", "--scales", "cifar"] if a.toy else ["--iters", "50", "--warmup", "2",
+                                                                                 "--scales", "all"]
+    s.run([sys.executable, "scripts/bench_scdd.py", "--device", a.device, "--json", str(out_json), *size], s.left())
+    for line in out_json.read_text().strip().splitlines():
+        r = json.loads(line)
+        what = (f"SC-DD recover iteration, {r.get('scale', '?')} ({r.get('arch')} @ {r.get('image_size')} px, batch "
+                f"{r.get('batch')})" + (" (toy size)" if a.toy else ""))
+        s.add("scdd_recover", what + ", time", r.get("s_per_iter"), None, "s/iteration")
+        if r.get("peak_mib") is not None:
+            s.add("scdd_recover", what + ", peak memory", round(r["peak_mib"] / 1024, 3), None, "GiB",
+                  r.get("peak_kind", ""))
+
+
+def scdd_quality(s: Suite) -> None:
+    a = s.args
+    if a.toy:
+        over = ["sources=[{data: {name: sample}, teacher: " + str(toy_teacher(s)) + ", budgets: [10], "
+                "squeeze: {epochs: 1}}]", "rows=[{method: scdd, steps: 2}, {method: random_labelled}]",
+                "targets=[{name: sample}]", "arch=convnet-d2-w8-bn", "distill_seeds=[0, 1]",
+                "protocols=[{name: scdd, overrides: {relabel: {epochs: 1}}}]"]
+    else:
+        over = [f"sources.0.data={{name: npz, root: {a.data}}}", f"targets=[{{name: npz, root: {a.data}}}]",
+                f"sources.0.classifier={a.classifier}"]
+    leaderboard_part(s, "scdd_quality", "scdd_cifar100_gpu.yaml", over)
+
+
+def boost_quality(s: Suite) -> None:
+    a = s.args
+    if a.toy:
+        tiny = "{pool_arch: convnet-d2-w8-bn, pool_size: 2, pool_steps: 3, real_batch: 32}"
+        over = ["sources=[{data: {name: sample}, teacher: " + str(toy_teacher(s)) + ", budgets: [25]}]",
+                "rows=[{method: random}, {method: random_labelled}, {method: krr_st, steps: 2, params: " + tiny + "}, "
+                "{label: boost, method: boost, steps: 2, params: " + tiny[:-1] + ", basis_size: 8, views: []}}]",
+                "targets=[{name: sample}]", "arch=convnet-d2-w8-bn", "distill_seeds=[0, 1]",
+                "protocols=[{name: krrst, overrides: {pretrain: {epochs: 1}, finetune: {iterations: 2, batch_size: 32}, "
+                "linear: {steps: 3}}}]"]
+    else:
+        over = [f"sources.0.data={{name: npz, root: {a.data}}}", f"targets=[{{name: npz, root: {a.data}}}]"]
+    leaderboard_part(s, "boost_quality", "boost_cifar100.yaml", over)
+
+
+def leaderboard_part(s: Suite, part: str, config: str, overrides: list[str]) -> None:
+    """A leaderboard run as a part: its sets and cells live in WORK/<part>, it stops at the call's time limit (the
+    next call continues it), and each paired gain becomes a row."""
     from distill.config import load_config
     from distill.leaderboard import LeaderboardConfig, run_leaderboard
-    a = s.args
-    over = [f"output={s.work / 'quality'}", f"device={a.device}"]
-    if a.toy:
-        over += ["sources=[{data: {name: sample}, teacher: " + str(toy_teacher(s)) + ", budgets: [10]}]",
-                 "rows=[{method: random}, {method: random_labelled}, {method: krr_st, steps: 4, params: "
-                 "{pool_arch: convnet-d2-w8-bn, pool_size: 2, pool_steps: 3, real_batch: 32}}]",
-                 "targets=[{name: sample}]", "seeds=[0, 1]", "arch=convnet-d2-w8-bn",
-                 "protocols=[{name: krrst, overrides: {pretrain: {epochs: 1}, finetune: {iterations: 2, batch_size: 32}, "
-                 "linear: {steps: 3}}}]"]
-    else:
-        over += [f"sources.0.data.root={a.data}", f"sources.0.teacher={a.teacher}", f"targets.0.root={a.data}"]
-    cfg = load_config(LeaderboardConfig, REPO / "configs" / "leaderboard" / "gpu_quality.yaml", over)
+    over = [f"output={s.work / part}", f"device={s.args.device}", *overrides]
+    cfg = load_config(LeaderboardConfig, REPO / "configs" / "leaderboard" / config, over)
     rep = run_leaderboard(cfg, time_limit=max(1.0, s.left() - 20))
     if rep is None:
-        raise Unfinished("quality run stopped at the time limit; run the suite again")
+        raise Unfinished(f"{part} run stopped at the time limit; run the suite again")
     for g in rep["gains"]:
         p = "one seed" if g["p"] is None else f"p = {g['p']:.3f}"
-        s.add("quality", f"{g['set']} - {g['baseline']}, N {g['budget']}, {g['protocol']} protocol, {g['target']} "
-                         f"{g['metric']} ({g['n']} seeds)", round(g["gain"], 2), None, "points", f"{p}, {g['verdict']}")
-    (s.work / "quality_table.md").write_text(rep["markdown"])
+        s.add(part, f"{g['set']} - {g['baseline']}, N {g['budget']}, {g['protocol']} protocol, {g['target']} "
+                    f"{g['metric']} ({g['n']} set seeds)", round(g["gain"], 2), None, "points", f"{p}, {g['verdict']}")
+    (s.work / f"{part}_table.md").write_text(rep["markdown"])
+
+
+def prepare(root: str, classifier: str | None, out: str = ".gpu", per_class: int = 50) -> None:
+    """The files a device call carries: CIFAR-100 (50 train images per class, seed 0, and the whole test split) as
+    one npz, and SC-DD's classifier."""
+    import numpy as np
+
+    from distill.data import label_subset, load_dataset
+    dest = Path(out)
+    dest.mkdir(exist_ok=True)
+    tr, te = load_dataset("cifar100", root, "train"), load_dataset("cifar100", root, "test")
+    sub = tr.subset(label_subset(tr.labels, per_class=per_class, seed=0))
+    np.savez_compressed(dest / "c100.npz", x_train=sub.images.permute(0, 2, 3, 1).numpy(), y_train=sub.labels.numpy(),
+                        x_test=te.images.permute(0, 2, 3, 1).numpy(), y_test=te.labels.numpy(),
+                        classes=np.array(tr.classes))
+    print(f"wrote {dest / 'c100.npz'} ({len(sub)} train, {len(te)} test images)")
+    if classifier:
+        shutil.copyfile(classifier, dest / "c100_squeeze.safetensors")
+        print(f"wrote {dest / 'c100_squeeze.safetensors'}")
 
 
 def toy_teacher(s: Suite) -> Path:
@@ -216,7 +295,7 @@ class Unfinished(Exception):
 
 
 FUNCS = {"krrst_step": krrst_step, "teacher_throughput": teacher_throughput, "mkdt_memory": mkdt_memory,
-         "quality": quality}
+         "quality": quality, "scdd_recover": scdd_recover, "scdd_quality": scdd_quality, "boost_quality": boost_quality}
 
 
 # --------------------------------------------------------------------------- docs and copies
@@ -255,12 +334,19 @@ def main(argv=None) -> int:
     ap.add_argument("--toy", action="store_true", help="toy sizes (a CPU check that every part runs)")
     ap.add_argument("--ref-krrst", default=".ref/selfsup_dd", help="the KRR-ST authors' code (ignored folder)")
     ap.add_argument("--ref-mtt", default=".ref/mtt", help="MTT's reparam_module.py and networks.py (ignored folder)")
-    ap.add_argument("--data", default=".gpu/c100_small.npz", help="CIFAR-100 as .npz for the quality run")
+    ap.add_argument("--data", default=".gpu/c100.npz", help="CIFAR-100 as .npz for the quality runs (--prepare)")
+    ap.add_argument("--classifier", default=".gpu/c100_squeeze.safetensors", help="SC-DD's classifier (--prepare)")
+    ap.add_argument("--prepare", action="store_true", help="write .gpu/c100.npz (and the classifier) from --root, "
+                                                           "here, before a device call")
+    ap.add_argument("--root", default="data", help="CIFAR in torchvision's layout, for --prepare")
     ap.add_argument("--teacher", default="cifar10-convnet-simclr", help="teacher for the quality run")
     ap.add_argument("--copy-to", default=None, help="copy WORK's small files here at the end (a device's $OUT)")
     ap.add_argument("--docs", default=None, help="write the rows into this Markdown file and exit")
     ap.add_argument("--redo", action="store_true", help="forget finished parts")
     a = ap.parse_args(argv)
+    if a.prepare:
+        prepare(a.root, a.classifier if Path(a.classifier).exists() and Path(a.classifier).parent != Path(".gpu") else None)
+        return 0
     s = Suite(a)
     if a.docs:
         from distill.engine.files import write_block

@@ -32,7 +32,7 @@ ssdd squeeze -c configs/scdd/squeeze_cifar100.yaml data.root="$DATA" teacher=run
   output=runs/cifar100/squeeze_c10teacher.safetensors
 python scripts/train_classifier.py --dataset cifar10 --root "$DATA" --arch convnet-32-64-128-bn --iterations 3900 \
   --batch-size 128 -o runs/cifar10/supervised_cpu.safetensors
-python scripts/gpu_prepare_cifar100.py --root "$DATA" --classifier runs/cifar100/squeeze_c10teacher.safetensors
+python scripts/gpu_suite.py --prepare --root "$DATA" --classifier runs/cifar100/squeeze_c10teacher.safetensors
 python scripts/bench_scdd.py --device cpu --iters 10 --scales cifar,cifar-resnet18 --json docs/bench/scdd_recover.jsonl
 
 # section 16 and docs/SCALING.md, many processes: every stage under torchrun at sample size (2 gloo processes), and

@@ -18,7 +18,7 @@ def suite(work: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.slow      # about 55 s on 2 cores: the whole toy suite twice (make test-slow)
+@pytest.mark.slow      # about 2 min on 2 cores: the whole toy suite, two calls (make test-all)
 def test_the_gpu_suite_runs_every_part_resumes_and_writes_its_rows(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     # a call too short for the quality run stops with status 3 and keeps what it finished
@@ -31,9 +31,12 @@ def test_the_gpu_suite_runs_every_part_resumes_and_writes_its_rows(tmp_path):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "[teacher_throughput] done before; skipped" in second.stdout and "the suite is complete" in second.stdout
     state = json.loads((work / "state.json").read_text())
-    assert state["done"] == ["teacher_throughput", "krrst_step", "mkdt_memory", "quality"]
+    assert state["done"] == ["teacher_throughput", "krrst_step", "mkdt_memory", "quality", "scdd_recover",
+                             "scdd_quality", "boost_quality"]
     parts = {r["part"] for r in state["rows"]}
-    assert parts == {"krrst_step", "teacher_throughput", "mkdt_memory", "quality"}
+    assert parts == {"krrst_step", "teacher_throughput", "mkdt_memory", "quality", "scdd_recover", "scdd_quality",
+                     "boost_quality"}
+    assert {"scdd - random_labelled", "boost - random"} <= {r["what"].split(",")[0] for r in state["rows"]}
     step = next(r for r in state["rows"] if r["part"] == "krrst_step" and "fp32 both" in r["what"])
     assert step["ours"] > 0 and step["unit"] == "s/step"
     if step["reference"] is not None:          # the authors' code sits in .ref/ here, not in CI
