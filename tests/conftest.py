@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SSDD_PROGRESS", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):      # `make test` runs two workers on two cores: one thread each, so that
+    import torch                               # the workers do not fight over the cores
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SSDD_SHARED_DATA", REPO.parent / "shared" / "data"))

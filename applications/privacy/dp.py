@@ -7,6 +7,8 @@ examples and is not DP-compatible: opacus' ``ModuleValidator.fix`` replaces it b
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,15 @@ class DPConfig:
 
 def dp_label(cfg: DPConfig) -> str:
     return f"DP-SGD (eps {cfg.epsilon:g})" if cfg.epsilon is not None else f"DP-SGD (sigma {cfg.noise_multiplier:g})"
+
+
+@functools.lru_cache(maxsize=64)
+def noise_multiplier_for(epsilon: float, delta: float, sample_rate: float, epochs: int) -> float:
+    """opacus' noise multiplier that spends ``epsilon`` at ``delta`` over ``epochs`` at ``sample_rate`` (its RDP
+    accountant's search, as ``make_private_with_epsilon`` runs it), cached per setting."""
+    from opacus.accountants.utils import get_noise_multiplier
+    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                      epochs=epochs, accountant="rdp"))
 
 
 def make_dp_compatible(model: torch.nn.Module) -> torch.nn.Module:
@@ -73,14 +84,12 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
     engine = PrivacyEngine(accountant="rdp", secure_mode=False)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
-    if cfg.epsilon is not None:
-        model, opt, loader = engine.make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=cfg.epsilon, target_delta=delta,
-            epochs=cfg.epochs, max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen)
-    else:
-        model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader,
-                                                 noise_multiplier=cfg.noise_multiplier,
-                                                 max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen)
+    # what opacus' make_private_with_epsilon does (sample rate 1 / batches, the RDP accountant's noise search), with
+    # the search cached: every shadow run of a campaign asks for the same sigma, and each search costs seconds
+    sigma = (noise_multiplier_for(cfg.epsilon, delta, 1 / len(loader), cfg.epochs) if cfg.epsilon is not None
+             else cfg.noise_multiplier)
+    model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
+                                             max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen)
     steps_per_epoch = len(loader)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     losses, steps = [], 0
