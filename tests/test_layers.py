@@ -166,3 +166,22 @@ def test_every_script_is_listed_with_what_it_writes():
         first = next(line for line in body.splitlines()[1:4] + body.splitlines()[:1]
                      if line.strip() and not line.startswith("#!"))
         assert len(first.strip('#" ').strip()) > 20, f"scripts/{name} does not say what it does in its first lines"
+
+
+def test_every_script_starts_and_parses_its_arguments(monkeypatch, capsys):
+    """The smoke test of scripts/: each Python script imports what it uses and answers --help (a moved module or a
+    renamed option fails here), and each shell script parses (bash -n). Their toy runs: tests/test_gpu_suite.py
+    (which drives bench_krrst, bench_mkdt and bench_scdd), the campaign tests (campaign.sh's leaderboard)."""
+    import runpy
+    import subprocess
+    import sys
+    scripts = sorted((ROOT / "scripts").iterdir())
+    for p in [p for p in scripts if p.suffix == ".py"]:
+        monkeypatch.setattr(sys, "argv", [str(p), "--help"])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(p), run_name="__main__")
+        out = capsys.readouterr().out
+        assert e.value.code in (0, None) and "usage" in out.lower(), f"scripts/{p.name} --help: {out[-300:]}"
+    for p in [p for p in scripts if p.suffix == ".sh"]:
+        r = subprocess.run(["bash", "-n", str(p)], capture_output=True, text=True)
+        assert r.returncode == 0, f"scripts/{p.name} does not parse: {r.stderr}"
