@@ -248,11 +248,12 @@ def teachers(name: str | None, check: bool):
                "`ssdd teachers NAME` shows its card.")
 
 
-def config_command(name: str, load, help: str, report) -> click.Command:
+def config_command(name: str, schema: str, run: str, help: str, files: tuple[str, ...]) -> click.Command:
     """A command ``ssdd NAME [-c CONFIG] [key=value ...]`` that loads a config and runs one function.
 
-    ``load()`` returns (config dataclass, run function), imported lazily; ``report(cfg, result)``
-    prints the outcome. Used by the applications' commands.
+    ``schema`` and ``run`` are ``module:attribute`` names, imported when the command runs (an application's
+    dependencies load only when it is used); the run returns a dict with ``table`` (printed) and ``paths``, whose
+    ``files`` entries are named in the closing "wrote" line. Used by the applications' commands.
     """
     @click.command(name, help=help + "  OVERRIDES: key=value ...")
     @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -260,13 +261,21 @@ def config_command(name: str, load, help: str, report) -> click.Command:
     @click.option("--print-config", is_flag=True, help="print the merged config and exit")
     @click.argument("overrides", nargs=-1)
     def command(config_path, print_config, overrides):
+        import importlib
+
         from .config import load_config, to_yaml
-        schema, run = load()
-        cfg = load_config(schema, config_path, overrides)
+
+        def attr(spec: str):
+            module, _, name = spec.partition(":")
+            return getattr(importlib.import_module(module), name)
+        cfg = load_config(attr(schema), config_path, overrides)
         if print_config:
             click.echo(to_yaml(cfg))
             return
-        report(cfg, run(cfg))
+        res = attr(run)(cfg)
+        click.echo("\n" + res["table"])
+        paths = [Path(res["paths"][k]) for k in files]
+        click.echo("wrote " + ", ".join([str(paths[0])] + [q.name for q in paths[1:]]))
     return command
 
 
