@@ -551,7 +551,9 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
     prov = provenance(command, resolve_device(cfg.device), cfg.amp, to_dict(cfg),
                       str(config_path) if config_path else None, list(overrides), kind="leaderboard", commit=commit)
     if docs:
-        click.echo(f"updated {update_docs(docs, cfg.name, rep['markdown'], prov)}")
+        from .leaderboard.render import with_pictures
+        md = with_pictures(rep["markdown"], cfg.output, docs, cfg.name)
+        click.echo(f"updated {update_docs(docs, cfg.name, md, prov)}")
     if summary:
         click.echo(f"updated {update_docs(summary, cfg.name + ':summary', rep['summary'], prov)}")
 

@@ -358,3 +358,15 @@ def test_the_summary_says_the_primary_family_in_words():
     assert "Nothing beats `labelled`" in words and "`random`" not in words.split("Nothing beats")[1].split(".")[0]
     assert "c vs labelled (krrst linear, 10 set seeds): within noise, +0.30 [-0.50, +1.10], Holm p 0.4" in words
     assert primary_words([]) == "" and primary_words(planned[3:]) == ""
+
+
+def test_docs_get_the_pictures_their_blocks_link(tmp_path):
+    from distill.leaderboard.render import with_pictures
+    out, doc = tmp_path / "report", tmp_path / "docs" / "B.md"
+    out.mkdir()
+    (out / "compute.png").write_bytes(b"png")
+    md = "a\n![quality](compute.png)\n![gone](missing.png)\n![kept](bench/x.png)\n"
+    got = with_pictures(md, out, doc, "compute_cifar10_cpu")
+    assert "![quality](bench/leaderboard/compute-cifar10-cpu/compute.png)" in got
+    assert (doc.parent / "bench/leaderboard/compute-cifar10-cpu/compute.png").read_bytes() == b"png"
+    assert "![gone](missing.png)" in got and "![kept](bench/x.png)" in got     # only pictures the report wrote

@@ -7,7 +7,7 @@ from ..config import to_dict
 from ..engine.files import write_block, write_json, write_text
 from ..evaluate.report import aggregate, fmt
 from .apps import get_application, is_application
-from .config import EQUAL_BYTES, LeaderboardConfig, all_baselines
+from .config import EQUAL_BYTES, LeaderboardConfig, _slug, all_baselines
 from .stats import compute_axis, declared_primary, gains, headroom, plan
 
 def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seconds: float) -> dict:
@@ -483,6 +483,25 @@ def _plot(cfg, agg, path: Path, not_percent: set | frozenset = frozenset(), real
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def with_pictures(markdown: str, out: str | Path, doc: str | Path, name: str) -> str:
+    """``markdown`` for a docs file: each picture it links by a bare name (``![..](compute.png)``, written beside the
+    report in ``out``) is copied next to ``doc`` under ``bench/leaderboard/<name>/`` and the link rewritten, so
+    that the docs show it."""
+    import re
+    import shutil
+    out, doc = Path(out), Path(doc)
+
+    def move(m):
+        src = out / m.group(2)
+        if "/" in m.group(2) or not src.is_file():
+            return m.group(0)
+        rel = Path("bench") / "leaderboard" / _slug(name) / m.group(2)
+        (doc.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, doc.parent / rel)
+        return f"![{m.group(1)}]({rel.as_posix()})"
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", move, markdown)
 
 
 def update_docs(doc: str | Path, name: str, markdown: str, provenance: dict | None = None) -> Path:
