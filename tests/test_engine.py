@@ -148,3 +148,21 @@ def test_amp_policy(monkeypatch):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
         with dev.full_precision(cpu):
             assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_a_commit_is_dirty_for_changed_code_but_not_for_docs_being_written(tmp_path):
+    import subprocess
+    from distill.engine.provenance import git_commit
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "PATH": __import__("os").environ["PATH"], "HOME": str(tmp_path)}
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("# r\n")
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-qm", "c"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, env=env, check=True)
+    clean = git_commit(tmp_path / "sub")
+    assert clean and "+dirty" not in clean
+    (tmp_path / "README.md").write_text("# r\nblock\n")       # a docs block written by a run: still clean
+    assert git_commit(tmp_path / "sub") == clean
+    (tmp_path / "a.py").write_text("x = 2\n")                 # code changed, seen from a subfolder too
+    assert git_commit(tmp_path / "sub") == clean + "+dirty"
