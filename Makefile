@@ -25,14 +25,15 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/ssdd demo
 
-# two pytest workers (pytest-xdist), one torch thread each: the fast suite in about 90 s on 2 cores instead of 165 s
+# two pytest workers (pytest-xdist, work stealing: a long test does not leave the other worker idle), one torch
+# thread each: the fast suite in about 90 s on 2 cores instead of 165 s
 TEST_WORKERS ?= 2
 
 test: install-dev
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-all: install-dev
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m ""
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m ""
 
 clean:
 	rm -rf $(VENV) runs reports *.egg-info
