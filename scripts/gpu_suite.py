@@ -345,6 +345,7 @@ def main(argv=None) -> int:
     ap.add_argument("--redo", action="store_true", help="forget finished parts")
     a = ap.parse_args(argv)
     if a.prepare:
+        # --classifier names the file a call reads (.gpu/...); given elsewhere, --prepare copies it there
         prepare(a.root, a.classifier if Path(a.classifier).exists() and Path(a.classifier).parent != Path(".gpu") else None)
         return 0
     s = Suite(a)

@@ -8,7 +8,6 @@ examples and is not DP-compatible: opacus' ``ModuleValidator.fix`` replaces it b
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 import torch

@@ -395,12 +395,12 @@ def primary_words(planned: list[dict]) -> str:
         ci = f" [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x.get("ci") else ""
         p = "" if x.get("p_adj") is None else f", Holm p {x['p_adj']:.3g}"
         what = f"{x['set']} vs {x['baseline']} ({x['protocol']} {x['metric']}, {x['n']} set seeds)"
-        verdict = {"**beats**": "**beats**", "**loses**": "**loses**"}.get(x["verdict"], "within noise")
-        said.append(f"{what}: {verdict}, {x['gain']:+.2f}{ci}{p}")
+        said.append(f"{what}: {x['verdict']}, {x['gain']:+.2f}{ci}{p}")
     beats = sorted({f"{x['set']} over {x['baseline']}" for x in done if x["verdict"] == "**beats**"})
     loses = sorted({f"{x['set']} to {x['baseline']}" for x in done if x["verdict"] == "**loses**"})
     dets = [x["detectable"] for x in done if x.get("detectable") is not None]
-    head = (f"**In words** (the pre-declared primary family, Holm among its {len(planned)} comparisons; each resolves a "
+    size = max(x.get("family") or 0 for x in planned) or len(planned)      # as primary_markdown counts it
+    head = (f"**In words** (the pre-declared primary family, Holm among its {size} comparisons; each resolves a "
             f"true gain of {min(dets):.2f}-{max(dets):.2f} points): " if dets else "**In words** (the primary family): ")
     head += ("a gain that survives: " + "; ".join(beats) + ". " if beats else "no comparison shows a gain. ")
     head += ("Losses: " + "; ".join(loses) + ". " if loses else "")
