@@ -99,4 +99,5 @@ run cpu --summary README.md                # also makes the sets that apps_cifar
 for app in kd continual transfer nas transfer2; do   # one application per sitting-sized run (continual makes no sets)
     run apps_${app}_cifar10_cpu --summary README.md
 done
+run apps_continual_cifar100_cpu --summary README.md     # Split CIFAR-100 (makes no sets either)
 echo "every CPU leaderboard is done; times in $LOGS/*.time"

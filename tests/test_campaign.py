@@ -370,3 +370,106 @@ def test_docs_get_the_pictures_their_blocks_link(tmp_path):
     assert "![quality](bench/leaderboard/compute-cifar10-cpu/compute.png)" in got
     assert (doc.parent / "bench/leaderboard/compute-cifar10-cpu/compute.png").read_bytes() == b"png"
     assert "![gone](missing.png)" in got and "![kept](bench/x.png)" in got     # only pictures the report wrote
+
+
+# ---------------------------------------------------------------- application presets (issue 37)
+def _app_rows(values: dict, protocol="kd", evals=1, real=("reservoir (real)",), metric="student") -> list[dict]:
+    """Application cell rows: {set: [acc per set seed]} (or [[acc per evaluation seed] per set seed])."""
+    out = []
+    for label, per_unit in values.items():
+        for d, v in enumerate(per_unit):
+            vs = v if isinstance(v, list) else [v] * evals
+            for e, a in enumerate(vs):
+                out.append({"protocol": protocol, "source": "s", "budget": 10, "target": "t", "metric": metric,
+                            "set": label, "seed": e, "set_seed": d, "acc": a, "application": True,
+                            "real": label in real})
+    return out
+
+
+def _app_cfg(primary, protocol="kd", **kw):
+    return load_config(LeaderboardConfig, extra={
+        "name": "x", "rows": [{"method": m} for m in ("random", "random_labelled", "krr_st", "mkdt")],
+        "protocols": [{"name": "krrst"}, {"name": protocol}], "distill_seeds": list(range(6)), "seeds": [0],
+        "primary": primary, **kw})
+
+
+def test_an_application_presets_primary_family_is_corrected_on_its_own():
+    kd = {"random_labelled": [20, 21, 19.5, 20.4, 20.9, 19.8], "reservoir (real)": [20.5, 21.4, 19.0, 20.0, 21.2, 20.1],
+          "krr_st": [21.0, 22.6, 20.4, 21.9, 21.5, 21.0], "mkdt": [19.0, 20.1, 19.2, 19.9, 20.3, 18.8]}
+    prim = [{"set": "krr_st", "vs": "random_labelled", "protocol": "kd"},
+            {"set": "mkdt", "vs": "random_labelled", "protocol": "kd"}]
+    ev = _rows({("krrst", "random"): [50, 51, 49, 50.5, 50.2, 49.9], ("krrst", "krr_st"): [51, 52.5, 50, 51.8, 50, 52]})
+    for r in ev:
+        r["set_seed"] = r["set_seed"] % 6
+    cfg = _app_cfg(prim + [{"set": "krr_st", "vs": "random", "protocol": "krrst"}])
+    g = gains(cfg, _app_rows(kd, real=("random_labelled", "reservoir (real)")) + ev)
+    mine = {(x["set"], x["baseline"]): x for x in g if x.get("primary") and x["protocol"] == "kd"}
+    assert set(mine) == {("krr_st", "random_labelled"), ("mkdt", "random_labelled")}
+    ref = holm([mine[k]["p"] for k in sorted(mine)])
+    assert [mine[k]["p_adj"] for k in sorted(mine)] == pytest.approx(ref)      # Holm over its own 2 alone
+    assert all(x["family"] == 2 and x["family_name"] == "kd" for x in mine.values())
+    ev_prim = next(x for x in g if x.get("primary") and x["protocol"] == "krrst")
+    assert ev_prim["family"] == 1 and ev_prim["p_adj"] == pytest.approx(ev_prim["p"])   # its own family
+    # a secondary row more (another method against the best real row) changes no primary adjusted p
+    more = {**kd, "herding": [20.1, 20.9, 19.4, 20.3, 20.6, 19.9]}
+    g2 = gains(cfg, _app_rows(more, real=("random_labelled", "reservoir (real)")) + ev)
+    mine2 = {(x["set"], x["baseline"]): x for x in g2 if x.get("primary") and x["protocol"] == "kd"}
+    assert {k: x["p_adj"] for k, x in mine2.items()} == pytest.approx({k: x["p_adj"] for k, x in mine.items()})
+    sec = [x for x in g2 if x["protocol"] == "kd" and not x.get("primary")]
+    assert sec and all(x.get("best_real") for x in sec)
+    # the pair the primary family reads is not also a secondary comparison (one family per comparison)
+    assert not any((x["set"], x["baseline"]) in mine for x in sec)
+
+
+def test_a_primary_comparison_may_name_an_applications_reference_row_and_only_under_that_protocol():
+    cont = {"overrides": {"references": ["reservoir", "herding"]}}
+    ok = load_config(LeaderboardConfig, extra={
+        "name": "x", "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st"}],
+        "protocols": [{"name": "continual", **cont}, {"name": "krrst"}],
+        "primary": [{"set": "krr_st", "vs": "reservoir (real)", "protocol": "continual"}]})
+    ok.validate()
+    assert ok.reference_rows("continual") == ["reservoir (real)", "herding (real)"]
+    with pytest.raises(UserError, match="not rows"):
+        load_config(LeaderboardConfig, extra={
+            "name": "x", "rows": [{"method": "random"}, {"method": "random_labelled"}, {"method": "krr_st"}],
+            "protocols": [{"name": "continual", **cont}, {"name": "krrst"}],
+            "primary": [{"set": "krr_st", "vs": "reservoir (real)", "protocol": "krrst"}]}).validate()
+
+
+def test_averaging_students_inside_a_unit_keeps_the_unit_count_and_splits_the_spread():
+    from distill.leaderboard.stats import plan
+    rng = np.random.default_rng(0)
+    units, k = 8, 4
+    effect = rng.normal(1.0, 0.7, units)               # the set seed's own effect on the paired difference
+    base = [[20.0 + rng.normal(0, 0.1) for _ in range(k)] for _ in range(units)]
+    meth = [[b + effect[u] + rng.normal(0, 1.5) for b in base[u]] for u in range(units)]
+    rows = _app_rows({"krr_st": meth, "random_labelled": base}, real=("random_labelled",))
+    cfg = _app_cfg([{"set": "krr_st", "vs": "random_labelled", "protocol": "kd"}], distill_seeds=list(range(units)),
+                   seeds=list(range(k)))
+    x = next(x for x in plan(cfg, rows) if x["n"])
+    assert x["n"] == units                              # k students per unit are not k times the samples
+    d = np.asarray(meth) - np.asarray(base)
+    means = d.mean(axis=1)
+    assert x["gain_std"] == pytest.approx(np.std(means, ddof=1))
+    assert x["detectable"] == pytest.approx(detectable_gain(np.std(means, ddof=1), units, 0.05, 0.8))
+    # one-way random-effects ANOVA, by its textbook mean squares
+    msw = ((d - means[:, None]) ** 2).sum() / (units * (k - 1))
+    msb = k * ((means - means.mean()) ** 2).sum() / (units - 1)
+    assert x["sd_within"] == pytest.approx(math.sqrt(msw)) and x["students"] == k
+    assert x["sd_between"] == pytest.approx(math.sqrt(max(0.0, (msb - msw) / k)))
+    assert x["students_share"] == pytest.approx((msw / k) / (msb / k))
+    # the same cells with one student per unit: no decomposition, the same unit count
+    one = [r for r in rows if r["seed"] == 0]
+    y = next(y for y in plan(_app_cfg([{"set": "krr_st", "vs": "random_labelled", "protocol": "kd"}],
+                                      distill_seeds=list(range(units))), one) if y["n"])
+    assert y["n"] == units and "sd_within" not in y
+
+
+def test_application_presets_sharing_a_results_folder_keep_each_others_headers(tmp_path):
+    from distill.leaderboard.results import write_group_info
+    write_group_info(tmp_path, "cifar10-n100", {"teacher": "t", "apps": {"nas": "NAS proxy: ..."}, "rows": {"x": 1}})
+    write_group_info(tmp_path, "cifar10-n100", {"teacher": "t", "apps": {"kd": "Data-free KD: ..."},
+                                                "own_memory": ["continual"]})
+    info = json.loads((tmp_path / "info" / "cifar10-n100.json").read_text())
+    assert info["apps"] == {"nas": "NAS proxy: ...", "kd": "Data-free KD: ..."}
+    assert info["own_memory"] == ["continual"] and "rows" not in info

@@ -203,3 +203,45 @@ def test_per_experience_experts_refuse_settings_the_buffer_makes_itself(bench):
     with pytest.raises(UserError, match=r"\['output'\]"):
         DistilledBuffer(10 ** 5, mean=bench.mean, std=bench.std, image_size=32, method="mkdt",
                         experts={"output": "somewhere", "epochs": 2})
+
+
+def test_split_cifar100_is_ten_experiences_of_ten_disjoint_classes_and_a_memory_holds_its_bytes(monkeypatch):
+    """Split CIFAR-100's stream (the loader swapped for a 100-class stand-in of CIFAR-100's shape, so the test needs
+    no data): 10 experiences of 10 classes, disjoint, covering all 100, train and test alike; a distilled memory
+    filled experience by experience ends holding its byte budget within one image, as a real buffer does."""
+    import applications.continual.benchmarks as benchmarks_mod
+    from distill.data import ImageSet
+
+    def fake(name, root=None, split="train", *a, **kw):
+        per = 3 if split == "train" else 2
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        labels = torch.arange(100).repeat_interleave(per)
+        images = torch.randint(0, 256, (len(labels), 3, 32, 32), dtype=torch.uint8, generator=g)
+        return ImageSet(images, labels, [f"c{i}" for i in range(100)], name=name, split=split,
+                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    monkeypatch.setattr(benchmarks_mod, "load_dataset", fake)
+    bench = benchmarks_mod.split_benchmark("cifar100")              # its default: 10 experiences
+    assert bench.n_experiences == 10 and bench.num_classes == 100
+    stream = list(bench.scenario.train_stream)
+    classes = [set(e.classes_in_this_experience) for e in stream]
+    assert len(stream) == 10 and all(len(c) == 10 for c in classes)
+    assert set().union(*classes) == set(range(100)) and sum(len(c) for c in classes) == 100      # disjoint
+    assert [set(y.tolist()) for _, y in bench.test_sets] == classes
+    # the memory: 2 images per class in bytes, filled after each of the 10 experiences (random real images)
+    torch.manual_seed(0)
+    model = create_model(TINY, out_dim=100, image_size=32)
+    mem = 2 * 100 * real_item_bytes(3, 32)
+    buf = DistilledBuffer(mem, mean=bench.mean, std=bench.std, image_size=32, teacher="model", method="random_labelled",
+                          steps=0, params={}, device="cpu", n_experiences=10)
+
+    class Agent:                        # what post_adapt reads of the strategy
+        pass
+    agent = Agent()
+    agent.model = model
+    for e in stream:
+        buf.post_adapt(agent, e)
+        assert buf.bytes_used() <= buf.max_bytes
+    assert buf.max_bytes - buf.bytes_used() < real_item_bytes(3, 32)          # the budget, within one image
+    assert [set(s.labels.tolist()) for s in buf.shares] == classes              # each share its experience's classes
+    n = real_buffer_size(mem, 3, 32)                                            # a real buffer of the same bytes
+    assert n * real_item_bytes(3, 32) <= mem < (n + 1) * real_item_bytes(3, 32) and n == len(buf)

@@ -11,7 +11,7 @@ from ..data.config import DataConfig
 from ..errors import ConfigError
 from ..evaluate.config import TargetConfig, protocol_preset
 from ..methods import METHODS, get_method
-from .apps import check_params, is_application
+from .apps import check_params, get_application, is_application
 
 FULL_SOURCE = "full source"
 
@@ -166,7 +166,8 @@ class LeaderboardConfig:
             keep = set(self.only_rows) | set(self.baselines)
             self.rows = [r for r in (self.rows or [RowSpec(method=m) for m in sorted(METHODS)]) if row_label(r) in keep]
             self.variants = [r for r in self.variants if row_label(r) in keep]
-            self.primary = [c for c in self.primary if c.set in keep and c.vs in keep]
+            self.primary = [c for c in self.primary if all(x in keep or x in self.reference_rows(c.protocol)
+                                                           for x in (c.set, c.vs))]
             for p in self.protocols:      # (a protocol whose rows all go keeps its baselines: rows are kept)
                 p.rows = [r for r in p.rows if r in keep] or [b for b in self.baselines if b in p.rows] or p.rows
         for r in self.all_rows():
@@ -201,13 +202,15 @@ class LeaderboardConfig:
                               fix="secondary rows take a subset of the distillation seeds")
         known = set(labels) | {b + EQUAL_BYTES for b in self.baselines}
         for i, c in enumerate(self.primary):
-            bad = [x for x in (c.set, c.vs) if x not in known]
-            if bad:
-                raise ConfigError(f"primary.{i}: {bad} are not rows of this leaderboard",
-                                  fix=f"rows are: {', '.join(labels)}")
             if c.protocol not in titles:
                 raise ConfigError(f"primary.{i}: protocol '{c.protocol}' is not a protocol of this leaderboard",
                                   fix=f"its protocols are: {', '.join(titles)}")
+            refs = self.reference_rows(c.protocol)       # an application's own rows (reservoir, noise, ...)
+            bad = [x for x in (c.set, c.vs) if x not in known | set(refs)]
+            if bad:
+                raise ConfigError(f"primary.{i}: {bad} are not rows of this leaderboard"
+                                  + (f" or references of `{c.protocol}`" if refs else ""),
+                                  fix=f"rows are: {', '.join(labels + refs)}")
             if c.set == c.vs:
                 raise ConfigError(f"primary.{i} compares {c.set} with itself")
             if len(set(c.seeds)) != len(c.seeds) or any(int(d) != d or d < 0 for d in c.seeds):
@@ -242,6 +245,13 @@ class LeaderboardConfig:
         ats = getattr(self, "_snapshots", {}).get(run_identity(row, None)) or {row.at}
         every = math.gcd(*sorted(ats))
         return 0 if every == row.steps else every
+
+    def reference_rows(self, protocol: str) -> list[str]:
+        """The reference rows an application protocol adds (by its title; empty for an evaluation protocol)."""
+        spec = next((p for p in self.protocols if p.title == protocol), None)
+        if spec is None or not is_application(spec.name):
+            return []
+        return list(get_application(spec.name)(None, spec.overrides).references())
 
     def comparison_seeds(self, c: ComparisonSpec) -> list[int]:
         return list(c.seeds) or list(self.distill_seeds)

@@ -210,34 +210,16 @@ def _pct(power: float) -> str:
 def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int = 0) -> list[str]:
     """The primary family first: what it can resolve (its first line), then each comparison with its interval,
     Holm-adjusted p (within the family, counted as declared), verdict, detectable gain and the set seeds it would
-    need; a declared comparison without cells yet is listed as such."""
+    need; a declared comparison without cells yet is listed as such. Each application protocol is a family of its
+    own (one first line each); the evaluation protocols share one."""
     target = cfg.target_gain
-    prim = [x for x in planned if x["n"] > 0]
-    missing = [x for x in planned if x["n"] == 0]
-    size = max([x.get("family") or 0 for x in prim] + [declared]) or len(planned)
-    dets = [x["detectable"] for x in prim if x.get("detectable") is not None]
-    ns = sorted({x["n"] for x in prim})
-    short = [x for x in prim if x.get("detectable") is None or x["detectable"] > target]
-    fam = f"Primary family ({size} pre-declared comparisons, Holm among themselves"
-    if not prim:
-        head = f"**{fam}): no cells yet, so nothing is resolved.**"
-    elif not short and not missing:
-        head = (f"**{fam}, {_seed_list(ns)} set seeds): resolves true gains of {max(dets):.2f} points or more in "
-                f"every comparison ({min(dets):.2f}-{max(dets):.2f}, {_pct(cfg.power)} power), within the "
-                f"{target:g}-point goal.**")
-    else:
-        need = [x.get("seeds_needed") for x in short]
-        need_s = ""
-        if short:
-            need_s = ("; it would need " + (f"up to {max(n for n in need if n)} set seeds" if any(need) else
-                                            "more than 1000 set seeds") + f" to resolve {target:g} points"
-                      + (" (some never at this spread)" if any(n is None for n in need) and any(need) else ""))
-        miss_s = f"; {len(missing)} not measured yet" if missing else ""
-        rng = f"{min(dets):.2f}-{max(dets):.2f}" if dets else "no"
-        head = (f"**{fam}, {_seed_list(ns)} set seeds so far): resolves true gains of {rng} points "
-                f"({_pct(cfg.power)} power); {len(short)} of {size} comparisons cannot resolve the {target:g}-point "
-                f"goal yet{need_s}{miss_s}.**")
-    out = [head + "\n", UNIT_NOTE + "\n"]
+    fams = list(dict.fromkeys(x.get("family_name", "") for x in planned)) or [""]
+    out = []
+    for fam_name in fams:
+        mine = [x for x in planned if x.get("family_name", "") == fam_name]
+        size = max([x.get("family") or 0 for x in mine] + ([declared] if len(fams) == 1 else [])) or len(mine)
+        out.append(_family_head(cfg, mine, size, f" of `{fam_name}`" if fam_name else "") + "\n")
+    out.append(UNIT_NOTE + "\n")
     out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
                f"det. | set seeds for {target:g} pts |")
     out.append("|---|---|---|---|---|---|---|---|---|")
@@ -255,6 +237,34 @@ def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int 
                    f"{x['gain']:+.2f}{ci} | {p} | {x['verdict']} | {det} | {need_s} |")
     out.append("")
     return out
+
+
+def _family_head(cfg: LeaderboardConfig, planned: list[dict], size: int, which: str = "") -> str:
+    """One primary family's first line: what it resolves, or how many set seeds it would need."""
+    target = cfg.target_gain
+    prim = [x for x in planned if x["n"] > 0]
+    missing = [x for x in planned if x["n"] == 0]
+    dets = [x["detectable"] for x in prim if x.get("detectable") is not None]
+    ns = sorted({x["n"] for x in prim})
+    short = [x for x in prim if x.get("detectable") is None or x["detectable"] > target]
+    fam = f"Primary family{which} ({size} pre-declared comparisons, Holm among themselves"
+    if not prim:
+        return f"**{fam}): no cells yet, so nothing is resolved.**"
+    if not short and not missing:
+        return (f"**{fam}, {_seed_list(ns)} set seeds): resolves true gains of {max(dets):.2f} points or more in "
+                f"every comparison ({min(dets):.2f}-{max(dets):.2f}, {_pct(cfg.power)} power), within the "
+                f"{target:g}-point goal.**")
+    need = [x.get("seeds_needed") for x in short]
+    need_s = ""
+    if short:
+        need_s = ("; it would need " + (f"up to {max(n for n in need if n)} set seeds" if any(need) else
+                                        "more than 1000 set seeds") + f" to resolve {target:g} points"
+                  + (" (some never at this spread)" if any(n is None for n in need) and any(need) else ""))
+    miss_s = f"; {len(missing)} not measured yet" if missing else ""
+    rng = f"{min(dets):.2f}-{max(dets):.2f}" if dets else "no"
+    return (f"**{fam}, {_seed_list(ns)} set seeds so far): resolves true gains of {rng} points "
+            f"({_pct(cfg.power)} power); {len(short)} of {size} comparisons cannot resolve the {target:g}-point "
+            f"goal yet{need_s}{miss_s}.**")
 
 
 def compute_markdown(axis: list[dict], png: Path) -> list[str]:
@@ -325,29 +335,56 @@ def _compute_plot(axis: list[dict], path: Path) -> Path:
 
 
 def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
-    """``ssdd leaderboard --plan``: per primary comparison, the spread observed so far and the set seeds needed."""
-    m = max((x.get("family") or 0 for x in planned), default=0) or len(planned)
-    level = cfg.alpha / max(1, m)
-    lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm among themselves (strictest "
-             f"level alpha / {m} = {level:.4f}); goal: detect a true gain of {cfg.target_gain:g} points with "
-             f"{_pct(cfg.power)} power; configured set seeds: {len(cfg.distill_seeds)}"
+    """``ssdd leaderboard --plan``: per primary comparison, the spread observed so far and the set seeds needed;
+    where units hold several evaluation seeds, how much of the spread is the students' (inside a unit) and how
+    much the set seed's own."""
+    from .stats import detectable_gain, seeds_needed
+    fams = list(dict.fromkeys(x.get("family_name", "") for x in planned))
+    sizes = {f: max((x.get("family") or 0 for x in planned if x.get("family_name", "") == f), default=0)
+             or sum(1 for x in planned if x.get("family_name", "") == f) for f in fams}
+    fam_text = "; ".join(f"{'`' + f + '`' if f else 'the evaluation protocols'}: {sizes[f]} comparisons, strictest "
+                         f"level alpha / {sizes[f]} = {cfg.alpha / max(1, sizes[f]):.4f}" for f in fams)
+    inside = any(x.get("sd_within") is not None for x in planned)
+    lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm within each family ({fam_text}); "
+             f"goal: detect a true gain of {cfg.target_gain:g} points with {_pct(cfg.power)} power; configured set "
+             f"seeds: {len(cfg.distill_seeds)}"
              + (" (more where a comparison states its own `seeds`)" if any(c.seeds for c in cfg.primary) else "")
-             + ".", "", UNIT_NOTE, "",
-             f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
-             f"configured set seeds | det. at those | set seeds for {cfg.target_gain:g} pts |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    from .stats import detectable_gain
+             + f"; evaluation seeds per set seed: {len(cfg.seeds)}.", "", UNIT_NOTE, ""]
+    head = (f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
+            f"configured set seeds | det. at those | set seeds for {cfg.target_gain:g} pts |")
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    if inside:
+        head += (" students per unit | sd inside a unit | sd of the set seed's effect | students' share | "
+                 f"set seeds for {cfg.target_gain:g} pts, students averaged away |")
+        rule += "---|---|---|---|---|"
+    lines += [head, rule]
+    f = (lambda v: "–" if v is None else f"{v:.2f}")
     for x in planned:
+        level = cfg.alpha / max(1, sizes.get(x.get("family_name", ""), 1))
         sd = x.get("gain_std") if x["n"] > 1 else None       # one unit has no spread to plan from
         k = x.get("configured_seeds") or len(cfg.distill_seeds)
         at_cfg = None if not sd else detectable_gain(sd, k, level, cfg.power)
         need = x.get("seeds_needed")
-        f = (lambda v: "–" if v is None else f"{v:.2f}")
-        lines.append(f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x.get('target', '')} {x['metric']} | "
-                     f"{x['n']} | {f(sd)} | {f(x.get('detectable'))} | {k} | {f(at_cfg)} | "
-                     f"{'–' if x['n'] < 2 else ('>1000' if need is None else need)} |")
+        line = (f"| {x['set']} vs {x['baseline']} | {x['protocol']} | {x.get('target', '')} {x['metric']} | "
+                f"{x['n']} | {f(sd)} | {f(x.get('detectable'))} | {k} | {f(at_cfg)} | "
+                f"{'–' if x['n'] < 2 else ('>1000' if need is None else need)} |")
+        if inside:
+            if x.get("sd_within") is None:
+                line += " – | – | – | – | – |"
+            else:
+                floor = seeds_needed(x["sd_between"], cfg.target_gain, level, cfg.power)
+                share = x.get("students_share")
+                line += (f" {x['students']:g} | {f(x['sd_within'])} | {f(x['sd_between'])} | "
+                         f"{'–' if share is None else f'{100 * share:.0f} %'} | "
+                         f"{'>1000' if floor is None else floor} |")
+        lines.append(line)
     lines += ["", "The spread is that of the paired differences over set seeds observed so far; with few set seeds it "
               "is itself uncertain, so plan with margin and re-plan as units arrive."]
+    if inside:
+        lines.append("The students' share is the part of a unit's variance that averaging more evaluation seeds "
+                     "(students, probes) inside it would remove (sd inside a unit squared over the students per "
+                     "unit, against the variance of the unit means); the last column is the set seeds needed if it "
+                     "were all removed: the floor that more students per unit cannot lower.")
     return "\n".join(lines) + "\n"
 
 
@@ -399,7 +436,7 @@ def primary_words(planned: list[dict]) -> str:
     beats = sorted({f"{x['set']} over {x['baseline']}" for x in done if x["verdict"] == "**beats**"})
     loses = sorted({f"{x['set']} to {x['baseline']}" for x in done if x["verdict"] == "**loses**"})
     dets = [x["detectable"] for x in done if x.get("detectable") is not None]
-    size = max(x.get("family") or 0 for x in planned) or len(planned)      # as primary_markdown counts it
+    size = max(x.get("family") or 0 for x in planned) or len(planned)      # the largest family, as counted there
     head = (f"**In words** (the pre-declared primary family, Holm among its {size} comparisons; each resolves a "
             f"true gain of {min(dets):.2f}-{max(dets):.2f} points): " if dets else "**In words** (the primary family): ")
     head += ("a gain that survives: " + "; ".join(beats) + ". " if beats else "no comparison shows a gain. ")
@@ -421,6 +458,8 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict], pla
         base_short["best real"] = "br"
     used = {"best real" if x.get("best_real") else x["baseline"] for x in g}
     base_short = {b: k for b, k in base_short.items() if b in used or b in cfg.baselines}
+    for i, b in enumerate(sorted(b for b in used if b not in base_short)):    # a primary comparison's named row
+        base_short[b] = f"p{i + 1}"                                           # (an application's reference)
     out = []
     for src, n in dict.fromkeys((a["source"], a["budget"]) for a in agg):
         sub = [a for a in agg if (a["source"], a["budget"]) == (src, n)]

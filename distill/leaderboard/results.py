@@ -122,8 +122,16 @@ def write_set_info(root: Path, group: str, label: str, dseed: int | None, s, st:
 
 
 def write_group_info(root: Path, group: str, info: dict) -> None:
+    """The source group's facts; what each application protocol said of itself is merged with the file's (the
+    presets of one application each share a results folder: a KD sitting keeps the NAS sitting's header)."""
     keep = {k: v for k, v in info.items() if k not in ("cell_seconds", "rows")}
-    write_json(root / "info" / f"{group}.json", keep)
+    file = root / "info" / f"{group}.json"
+    if file.exists():
+        old = json.loads(file.read_text())
+        keep["apps"] = {**old.get("apps", {}), **keep.get("apps", {})}
+        keep["own_memory"] = list(dict.fromkeys(old.get("own_memory", []) + keep.get("own_memory", [])))
+        keep = {k: v for k, v in keep.items() if v or k not in ("apps", "own_memory")}
+    write_json(file, keep)
 
 
 def _row_info(files: list[Path]) -> dict:

@@ -185,7 +185,9 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
     vals = unit_values([r for r in rows if not r.get("application")], by_set)
     bases = all_baselines(cfg)
     prim = list(getattr(cfg, "primary", []) or [])
-    out = app_gains([r for r in rows if r.get("application") and not r.get("info")], by_set)
+    app_rows = [r for r in rows if r.get("application") and not r.get("info")]
+    apps = app_protocols(rows, cfg)
+    out = app_gains(app_rows, by_set, [c for c in prim if c.protocol in apps])
     for (proto, src, n, tgt, metric, label), accs in vals.items():
         if is_reference(label):
             continue
@@ -202,34 +204,56 @@ def gains(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
                         "baseline": base, "primary": primary, **compare(a, b)})
     families: dict[tuple, list[dict]] = {}
     for x in out:
-        fam = ("primary",) if x.get("primary") else (x["protocol"], x["source"], x["budget"])
+        fam = ("primary", primary_family(x["protocol"], apps)) if x.get("primary") else \
+            (x["protocol"], x["source"], x["budget"])
+        if x.get("primary"):
+            x["family_name"] = fam[1]
         families.setdefault(fam, []).append(x)
     power = getattr(cfg, "power", 0.8)
-    declared = declared_primary(cfg, rows)
     for name, fam in families.items():
         # the primary family is as large as it was declared, whether or not its cells exist yet: the comparisons
         # still missing count as p = 1 in Holm's adjustment, and in the level the detectable gain is read at
-        size = max(len(fam), declared) if name == ("primary",) else len(fam)
+        size = max(len(fam), declared_primary(cfg, rows, name[1])) if name[0] == "primary" else len(fam)
         adj = holm([x["p"] for x in fam] + [1.0] * (size - len(fam)))[: len(fam)]
         level = cfg.alpha / size
         for x, pa in zip(fam, adj):
             x["p_adj"], x["family"] = pa, size
             x["detectable"] = detectable_gain(x["gain_std"], x["n"], level, power)
             x["verdict"] = verdict(x["gain"], pa, cfg.alpha, x["n"])
-            if name == ("primary",):
+            if name[0] == "primary":
                 x["seeds_needed"] = seeds_needed(x["gain_std"], getattr(cfg, "target_gain", 2.0), level, power) \
                     if x["n"] > 1 else None
     return out
 
 
-def declared_primary(cfg: LeaderboardConfig, rows: list[dict]) -> int:
-    """How many comparisons the primary family holds by its declaration: each entry's metrics (those the protocol's
-    cells report, when it names none) times the targets and the source x budget groups."""
+def app_protocols(rows: list[dict], cfg=None) -> set[str]:
+    """The protocols (titles) that are applications: those of the rows that are application cells, and those the
+    config names (so that a declared comparison without cells yet is placed in its family too)."""
+    from .apps import is_application
+    return ({r["protocol"] for r in rows if r.get("application")}
+            | {p.title for p in getattr(cfg, "protocols", []) if is_application(p.name)})
+
+
+def primary_family(protocol: str, apps: set[str]) -> str:
+    """The primary family a comparison under ``protocol`` belongs to: each application protocol is a family of
+    its own (an application preset answers its own question; issue 37), the evaluation protocols share one
+    (``""``), as the leaderboard's pre-declared claims about the methods."""
+    return protocol if protocol in apps else ""
+
+
+def declared_primary(cfg: LeaderboardConfig, rows: list[dict], family: str | None = None) -> int:
+    """How many comparisons a primary family holds by its declaration (``family``: :func:`primary_family`'s name;
+    None: every family): each entry's metrics (those the protocol's cells report, info metrics aside, when it
+    names none) times the targets and the source x budget groups."""
     groups = sum(len(s.budgets) for s in getattr(cfg, "sources", [])) or 1
     targets = len(getattr(cfg, "targets", [])) or 1
+    apps = app_protocols(rows, cfg)
     n = 0
     for c in getattr(cfg, "primary", []) or []:
-        metrics = c.metrics or sorted({r["metric"] for r in rows if r.get("protocol") == c.protocol}) or [None]
+        if family is not None and primary_family(c.protocol, apps) != family:
+            continue
+        metrics = c.metrics or sorted({r["metric"] for r in rows if r.get("protocol") == c.protocol
+                                       and not r.get("info")}) or [None]
         n += len(metrics) * groups * targets
     return n
 
@@ -240,6 +264,7 @@ def plan(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
     primary family's Holm correction (its strictest level, alpha / the family's size). A declared comparison
     with no cells yet is listed with ``n`` 0."""
     g = [x for x in gains(cfg, rows) if x.get("primary")]
+    apps = app_protocols(rows, cfg)
     out = []
     for c in cfg.primary:
         found = [x for x in g if (x["protocol"], x["set"], x["baseline"]) == (c.protocol, c.set, c.vs)
@@ -248,15 +273,53 @@ def plan(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
         if not found:
             out.append({"protocol": c.protocol, "set": c.set, "baseline": c.vs, "metric": ", ".join(c.metrics) or "*",
                         "target": "", "n": 0, "gain_std": None, "detectable": None, "seeds_needed": None,
-                        "configured_seeds": k})
-        out.extend({**x, "configured_seeds": k} for x in found)
+                        "configured_seeds": k, "family_name": primary_family(c.protocol, apps),
+                        "family": declared_primary(cfg, rows, primary_family(c.protocol, apps))})
+        out.extend({**x, "configured_seeds": k, **spread_inside_units(rows, x)} for x in found)
     return out
 
 
-def app_gains(rows: list[dict], by_set_seed: bool) -> list[dict]:
+def spread_inside_units(rows: list[dict], x: dict) -> dict:
+    """Where a comparison's spread comes from, when its units hold several evaluation seeds (students, probes:
+    their initialisation and data order): the paired difference per (set seed, evaluation seed), split as a
+    one-way random-effects ANOVA into the spread *inside* a unit (``sd_within``, pooled over units) and the spread
+    of the set seed's own effect (``sd_between`` = sqrt(max(0, var(unit means) - sd_within^2 / k))), with ``k``
+    the evaluation seeds per unit. The unit stays the set seed: averaging k students inside it shrinks only the
+    sd_within^2 / k part of the variance its test sees. Empty when no unit has two evaluation seeds."""
+    import numpy as np
+    sign = -1.0 if any(r.get("lower_better") for r in rows if r.get("protocol") == x["protocol"]
+                       and r.get("metric") == x["metric"]) else 1.0
+    col = (x["protocol"], x["source"], x["budget"], x["target"], x["metric"])
+    per: dict[str, dict] = {x["set"]: {}, x["baseline"]: {}}
+    for r in rows:
+        if (r.get("protocol"), r.get("source"), r.get("budget"), r.get("target"), r.get("metric")) == col \
+                and r.get("set") in per and r.get("set_seed") is not None:
+            per[r["set"]].setdefault(r["set_seed"], {}).setdefault(r["seed"], []).append(r["acc"])
+    a, b = per[x["set"]], per[x["baseline"]]
+    diffs = []
+    for u in sorted(set(a) & set(b)):
+        seeds = sorted(set(a[u]) & set(b[u]))
+        diffs.append([sign * (float(np.mean(a[u][e])) - float(np.mean(b[u][e]))) for e in seeds])
+    multi = [d for d in diffs if len(d) > 1]
+    if not multi:
+        return {}
+    dof = sum(len(d) - 1 for d in multi)
+    within = sum(float(np.sum((np.asarray(d) - np.mean(d)) ** 2)) for d in multi) / dof
+    k = float(np.mean([len(d) for d in diffs]))
+    means = [float(np.mean(d)) for d in diffs]
+    total = float(np.var(means, ddof=1)) if len(means) > 1 else 0.0
+    return {"sd_within": math.sqrt(within), "students": k,
+            "sd_between": math.sqrt(max(0.0, total - within / k)),
+            "students_share": None if total <= 0 else min(1.0, (within / k) / total)}
+
+
+def app_gains(rows: list[dict], by_set_seed: bool, primary: list | None = None) -> list[dict]:
     """Application tables: each row that is not a real-image baseline against the best real-image baseline of
     its column (highest mean; lowest where the metric is lower-better, whose gains are then baseline - row,
-    so that a positive gain is always an improvement), paired by unit as :func:`gains` pairs."""
+    so that a positive gain is always an improvement), paired by unit as :func:`gains` pairs; and each
+    pre-declared ``primary`` comparison of these protocols (``set`` against the named row ``vs``, which may be an
+    application's reference such as ``reservoir (real)``), marked primary. A comparison is in one family only:
+    where the best real row of a column is a primary comparison's ``vs``, that pair is read as primary alone."""
     vals = unit_values(rows, by_set_seed)
     real = {(r["protocol"], r["set"]) for r in rows if r.get("real")}
     lower = {(r["protocol"], r["metric"]) for r in rows if r.get("lower_better")}
@@ -264,12 +327,23 @@ def app_gains(rows: list[dict], by_set_seed: bool) -> list[dict]:
     for col in dict.fromkeys(k[:5] for k in vals):
         sign = -1.0 if (col[0], col[4]) in lower else 1.0
         keys = [k for k in vals if k[:5] == col]
+        declared = [c for c in primary or [] if c.protocol == col[0] and (not c.metrics or col[4] in c.metrics)]
+        taken = set()
+        for c in declared:
+            mine, ref = vals.get((*col, c.set)), vals.get((*col, c.vs))
+            if not mine or not ref:
+                continue
+            a, b = _pair(mine, ref)
+            taken.add((c.set, c.vs))
+            out.append({"protocol": col[0], "source": col[1], "budget": col[2], "target": col[3], "metric": col[4],
+                        "set": c.set, "baseline": c.vs, "primary": True,
+                        **compare([sign * x for x in a], [sign * x for x in b])})
         bases = [k for k in keys if (col[0], k[5]) in real]
         if not bases:
             continue
         best = max(bases, key=lambda k: sign * sum(vals[k].values()) / len(vals[k]))
         for k in keys:
-            if (col[0], k[5]) in real:
+            if (col[0], k[5]) in real or (k[5], best[5]) in taken:
                 continue
             a, b = _pair(vals[k], vals[best])
             out.append({"protocol": col[0], "source": col[1], "budget": col[2], "target": col[3], "metric": col[4],
