@@ -82,3 +82,45 @@ def test_transfer_command_table_for_two_archs(files, tmp_path):
     assert len(table_rows) == 2 and all("–" not in line for line in table_rows)
     assert table_rows[0].count("|") == 2 + 2 * 3  # arch + {linear, finetune} x {krr, random, no pre-training}
     assert (tmp_path / "out" / "transfer.png").exists() and header
+
+
+def test_kd_iterations_are_chosen_on_held_out_training_images_and_the_test_split_is_never_read(tmp_path, monkeypatch):
+    """schedule_grid: each count trains the student on a random source draw, the accuracy on held-out *training*
+    images picks the smallest count within the tolerance of the best; the choice is cached, in the cells' key,
+    and the cells train for it."""
+    from applications.kd import bench as kdb
+    from distill.config import load_config
+    from distill.data import load_dataset
+    from distill.evaluate.config import TargetConfig
+    from distill.leaderboard import LeaderboardConfig
+    from distill.leaderboard.apps import AppContext
+    assert kdb.choose_iterations({100: 20.0, 200: 24.6, 400: 25.0, 800: 24.8}, 0.5) == 200
+    assert kdb.choose_iterations({100: 20.0, 200: 24.0, 400: 25.0}, 0.0) == 400
+    train, test = load_dataset("sample", split="train"), load_dataset("sample", split="test")
+    cfg = load_config(LeaderboardConfig, extra={"name": "x", "rows": [{"method": "random"}], "baselines": ["random"],
+                                                "protocols": [{"name": "krrst"}], "amp": "off"})
+    seen_eval, seen_iters = [], []
+    real_acc, real_kd = kdb.accuracy, kdb.kd_train
+    monkeypatch.setattr(kdb, "accuracy", lambda m, data, **kw: (seen_eval.append(len(data)), real_acc(m, data, **kw))[1])
+    monkeypatch.setattr(kdb, "kd_train", lambda st, t, x, c, d, desc="": (seen_iters.append((desc, c.iterations)),
+                                                                          real_kd(st, t, x, c, d, desc))[1])
+    ctx = AppContext(cfg=cfg, spec=None, src=train, teacher=None,
+                     targets={"sample": (train, test, TargetConfig(name="sample"))}, device=torch.device("cpu"),
+                     folder=tmp_path,
+                     budget=10, log=lambda *_: None)
+    params = {"students": ["convnet-d2-w8-bn"], "teacher": {"arch": "convnet-d2-w8-bn", "iterations": 5}, "dsa": "",
+              "batch_size": 8, "schedule_grid": [3, 6], "schedule_per_class": 2, "schedule_tolerance": 100.0}
+    app = kdb.KDApp(ctx, params)
+    text = app.prepare()
+    held = 2 * train.num_classes
+    assert seen_eval[-2:] == [held, held]                      # the grid read held-out training images only
+    assert [n for d, n in seen_iters if d.startswith("kd schedule")] == [3, 6]
+    assert app.iterations == {"convnet-d2-w8-bn": 3}           # a huge tolerance: the smallest count
+    assert "chosen per student on held-out training images" in text and app.key()["iterations_chosen"] == app.iterations
+    assert len(list(tmp_path.glob("kd-schedule-*.json"))) == 1
+    seen_iters.clear()
+    again = kdb.KDApp(ctx, params)
+    again.prepare()                                            # cached: no schedule run
+    assert not seen_iters and again.iterations == app.iterations
+    rows = again.cell("noise", None, 0, 0, None)               # a cell trains for the chosen count
+    assert seen_iters == [("kd convnet-d2-w8-bn <- noise", 3)] and rows[0]["metric"] == "kd convnet-d2-w8-bn"

@@ -11,6 +11,13 @@ YAML (a leaderboard protocol)::
         iterations: 1000
         batch_size: 256
         lr: 1.0e-3
+        # or chosen per student on held-out *training* images, never the test split: each count of the grid
+        # trains that student on a random draw of `budget` source images (seed 0); the chosen count is the
+        # smallest whose accuracy on `schedule_per_class` images per class of the target's training split is
+        # within `schedule_tolerance` points of the grid's best (cached; `iterations` is then unused)
+        schedule_grid: [100, 200, 400, 800, 1600]
+        schedule_per_class: 20
+        schedule_tolerance: 0.5
 
 References: ``noise`` (Gaussian noise in the source's statistics, as many images as the budget) is not a real
 image set; the rows ``random`` and ``random_labelled`` are the real-image baselines (random real images of the
@@ -52,11 +59,27 @@ class KDBenchConfig:
     temperature: float = 1.0
     dsa: str = "color_crop_cutout_flip_scale_rotate"   # "" for no augmentation
     noise: bool = True                   # the Gaussian-noise reference row
+    # the iterations chosen per student on held-out training images (see the module docstring); empty: `iterations`
+    schedule_grid: list[int] = field(default_factory=list)
+    schedule_per_class: int = 20
+    schedule_tolerance: float = 0.5
 
     def validate(self):
         bad = sorted(set(self.teacher) - set(TEACHER_KEYS))
         if bad:
             raise ConfigError(f"unknown teacher key(s) {bad}", fix=f"use {list(TEACHER_KEYS)}")
+        if any(int(n) != n or n < 1 for n in self.schedule_grid) or len(set(self.schedule_grid)) != len(self.schedule_grid):
+            raise ConfigError(f"schedule_grid must be distinct positive iteration counts, got {self.schedule_grid}",
+                              fix="e.g. schedule_grid: [100, 200, 400, 800]")
+        if self.schedule_per_class < 1 or self.schedule_tolerance < 0:
+            raise ConfigError("schedule_per_class must be >= 1 and schedule_tolerance >= 0")
+
+
+def choose_iterations(accs: dict[int, float], tolerance: float) -> int:
+    """The smallest iteration count whose held-out accuracy is within ``tolerance`` points of the best on the grid
+    (a student trained longer gains less than that: converged, at this scale)."""
+    best = max(accs.values())
+    return min(n for n, a in accs.items() if a >= best - tolerance)
 
 
 class KDApp(Application):
@@ -88,9 +111,60 @@ class KDApp(Application):
             self.teachers[name] = clf
             acc = accuracy(clf.model, test, amp=self.ctx.cfg.amp)
             parts.append(f"{name} teacher `{clf.meta['arch']}` {acc:.2f} % on its {len(test)} test images")
+        self.iterations = {st: self.p.iterations for st in self.p.students}
+        sched = ""
+        if self.p.schedule_grid:
+            self.iterations, said = self._schedule()
+            sched = "; iterations chosen per student on held-out training images: " + said
+        its = sorted(set(self.iterations.values()))
         return (f"Data-free KD: students {', '.join(f'`{s}`' for s in self.p.students)} trained only on each set's "
-                f"images, {self.p.iterations} iterations of KL to the teacher (T {self.p.temperature}, Adam lr "
-                f"{self.p.lr}, batch {self.p.batch_size}, DSA `{self.p.dsa or 'off'}`); " + "; ".join(parts) + ".")
+                f"images, {its[0] if len(its) == 1 else ' / '.join(map(str, its))} iterations of KL to the teacher "
+                f"(T {self.p.temperature}, Adam lr {self.p.lr}, batch {self.p.batch_size}, DSA `{self.p.dsa or 'off'}`)"
+                f"{sched}; " + "; ".join(parts) + ".")
+
+    def _schedule(self) -> tuple[dict[str, int], str]:
+        """Per student, the iterations :func:`choose_iterations` picks from ``schedule_grid`` by the accuracy on
+        held-out training images of the first target (cached in the application's folder)."""
+        from distill.data import label_subset
+        name, (train, _, _) = next(iter(self.ctx.targets.items()))
+        key = {"grid": sorted(self.p.schedule_grid), "per_class": self.p.schedule_per_class,
+               "tolerance": self.p.schedule_tolerance, "students": self.p.students, "budget": self.ctx.budget,
+               "teacher": read_header(self._teacher_file(name))[0].get("created"), "source": len(self.ctx.src),
+               **{k: getattr(self.p, k) for k in ("batch_size", "lr", "temperature", "dsa")}}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        file = self.ctx.folder / f"kd-schedule-{name}-{digest}.json"
+        if file.exists():
+            accs = {st: {int(n): a for n, a in v.items()} for st, v in json.loads(file.read_text())["accs"].items()}
+        else:
+            held = train.subset(label_subset(train.labels, per_class=self.p.schedule_per_class, seed=1))
+            g = torch.Generator().manual_seed(0)
+            pick = torch.randperm(len(self.ctx.src), generator=g)[: self.ctx.budget]
+            images = self.ctx.src.subset(pick.tolist()).float().to(self.ctx.device)
+            teacher = self.teachers[name]
+            accs = {}
+            for st in self.p.students:
+                accs[st] = {}
+                for n in sorted(self.p.schedule_grid):
+                    student = self._student(st, teacher, 0)
+                    kd_train(student, teacher.model, images, self._kd(n), self.ctx.device, desc=f"kd schedule {st} {n}")
+                    accs[st][n] = accuracy(student, held, amp=self.ctx.cfg.amp)
+                    self.ctx.log(f"  [kd] schedule: {st}, {n} iterations: {accs[st][n]:.2f} % on {len(held)} held-out "
+                                 "training images")
+            from distill.engine.files import write_json
+            write_json(file, {"accs": accs, "key": key})
+        chosen = {st: choose_iterations(a, self.p.schedule_tolerance) for st, a in accs.items()}
+        said = "; ".join(f"`{st}` {chosen[st]} (" + ", ".join(f"{n}: {a:.1f} %" for n, a in sorted(accs[st].items()))
+                         + ")" for st in self.p.students)
+        return chosen, said + f", the smallest within {self.p.schedule_tolerance:g} points of the grid's best"
+
+    def _kd(self, iterations: int) -> KDConfig:
+        return KDConfig(iterations=iterations, batch_size=self.p.batch_size, lr=self.p.lr,
+                        temperature=self.p.temperature, dsa=self.p.dsa, amp=self.ctx.cfg.amp)
+
+    def _student(self, student_name: str, teacher, seed: int):
+        seed_everything(seed)
+        return create_model(student_name, out_dim=teacher.num_classes, image_size=teacher.image_size,
+                            in_chans=teacher.channels, mean=self.ctx.src.mean, std=self.ctx.src.std).to(self.ctx.device)
 
     def references(self) -> dict[str, bool]:
         return {NOISE: False} if self.p.noise else {}
@@ -100,7 +174,8 @@ class KDApp(Application):
         for name in self.ctx.targets:
             path = self._teacher_file(name)
             ids[name] = read_header(path)[0].get("created") if path.exists() else None
-        return {**super().key(), "teachers": ids}
+        chosen = {"iterations_chosen": self.iterations} if self.p.schedule_grid else {}
+        return {**super().key(), "teachers": ids, **chosen}
 
     def _images(self, label, s, seed, set_seed) -> torch.Tensor:
         if s is not None:
@@ -110,22 +185,18 @@ class KDApp(Application):
 
     def cell(self, label, s, seed, set_seed, row) -> list[dict]:
         images = self._images(label, s, seed, set_seed).to(self.ctx.device)
-        kcfg = KDConfig(iterations=self.p.iterations, batch_size=self.p.batch_size, lr=self.p.lr,
-                        temperature=self.p.temperature, dsa=self.p.dsa, amp=self.ctx.cfg.amp)
         rows = []
         for name, (_, test, _) in self.ctx.targets.items():
             teacher = self.teachers[name]
             for student_name in self.p.students:
-                seed_everything(seed)
-                student = create_model(student_name, out_dim=teacher.num_classes, image_size=teacher.image_size,
-                                       in_chans=teacher.channels, mean=self.ctx.src.mean,
-                                       std=self.ctx.src.std).to(self.ctx.device)
-                hist = kd_train(student, teacher.model, images, kcfg, self.ctx.device, desc=f"kd {student_name} <- {label}")
+                student = self._student(student_name, teacher, seed)
+                hist = kd_train(student, teacher.model, images, self._kd(self.iterations[student_name]),
+                                self.ctx.device, desc=f"kd {student_name} <- {label}")
                 acc = accuracy(student, test, amp=self.ctx.cfg.amp)
                 rows.append({"target": name, "metric": f"kd {student_name}", "acc": acc, "student": student_name,
                              "kd_loss": [hist[0], hist[-1]] if hist else None})
         return rows
 
 
-__all__ = ["KDApp", "KDBenchConfig"]
+__all__ = ["KDApp", "KDBenchConfig", "choose_iterations"]
 APPLICATION = KDApp
