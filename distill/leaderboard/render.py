@@ -436,8 +436,13 @@ def primary_words(planned: list[dict]) -> str:
     beats = sorted({f"{x['set']} over {x['baseline']}" for x in done if x["verdict"] == "**beats**"})
     loses = sorted({f"{x['set']} to {x['baseline']}" for x in done if x["verdict"] == "**loses**"})
     dets = [x["detectable"] for x in done if x.get("detectable") is not None]
-    size = max(x.get("family") or 0 for x in planned) or len(planned)      # the largest family, as counted there
-    head = (f"**In words** (the pre-declared primary family, Holm among its {size} comparisons; each resolves a "
+    fams = list(dict.fromkeys(x.get("family_name", "") for x in planned))
+    size = max(x.get("family") or 0 for x in planned) or len(planned)      # as primary_markdown counts it
+    holm_s = (f"Holm among its {size} comparisons" if len(fams) == 1 else
+              "Holm within each family: " + ", ".join(
+                  f"{'`' + f + '`' if f else 'the evaluation protocols'} "
+                  f"{max((x.get('family') or 0) for x in planned if x.get('family_name', '') == f)}" for f in fams))
+    head = (f"**In words** (the pre-declared primary family, {holm_s}; each resolves a "
             f"true gain of {min(dets):.2f}-{max(dets):.2f} points): " if dets else "**In words** (the primary family): ")
     head += ("a gain that survives: " + "; ".join(beats) + ". " if beats else "no comparison shows a gain. ")
     head += ("Losses: " + "; ".join(loses) + ". " if loses else "")
