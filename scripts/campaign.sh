@@ -7,7 +7,9 @@
 #   LIMIT=SECONDS  stop cleanly after the set or cell that crosses it (exit 3; run it again to continue)
 #   DATA=DIR       CIFAR in torchvision's layout (python ../shared/data/cifar.py DIR); default ./data
 #   WORK=DIR       where the worktree, the sets and the log live (default ~/.cache/ssdd/campaign)
-#   SETS=DIR       where sets are made or reused (default $WORK/out-PRESET)
+#   SETS=DIR       where sets are made or reused (default: $WORK/sets-<slug of the preset's sets_dir> when the preset
+#                  reads another leaderboard's sets, so that the application presets share one folder; else
+#                  $WORK/out-PRESET)
 #   ONLY=ROWS      only these rows (and the baselines), e.g. ONLY="[krr_st x1,krr_st x3,krr_st x10]"
 # A second call with the same PRESET reuses the worktree (its commit is printed) and continues: finished sets and
 # cells are reused; a set seed begun on another kind of machine is refused (finish it there, or git rm its cells).
@@ -26,11 +28,24 @@ fi
 # the data is reached as ./data inside the worktree on every machine: a source's identity (its sets' folder) holds
 # its root, so an absolute path would make another machine's campaign a different source
 [ -e "$tree/data" ] || ln -s "$DATA" "$tree/data"
-results=$(grep -E '^results:' "$tree/configs/leaderboard/$preset.yaml" | sed 's/^results: *//')
-[ -n "$results" ] || { echo "configs/leaderboard/$preset.yaml has no results: folder"; exit 2; }
-echo "campaign $preset at commit $(git -C "$tree" rev-parse --short HEAD) -> $here/$results (log: $WORK/logs/$preset.log)"
+# the preset as resolved (its base included): its results folder, and the slug of its sets_dir when it reads another
+# leaderboard's sets (then every preset naming the same sets_dir shares one sets folder)
+resolved=$(cd "$tree" && PYTHONPATH="$tree" "$here/.venv/bin/python" -c "
+import sys, re
+from distill.config import load_config
+from distill.leaderboard import LeaderboardConfig
+c = load_config(LeaderboardConfig, sys.argv[1])
+print(c.results, re.sub('[^a-z0-9]+', '-', c.sets_dir.lower()).strip('-') or '-')" "configs/leaderboard/$preset.yaml") || exit 2
+results=${resolved% *}
+shared=${resolved##* }
+[ -n "$results" ] && [ "$results" != "$resolved" ] || { echo "configs/leaderboard/$preset.yaml has no results: folder"; exit 2; }
+if [ -z "$SETS" ]; then
+    SETS="$WORK/out-$preset"
+    [ "$shared" != "-" ] && SETS="$WORK/sets-$shared"
+fi
+echo "campaign $preset at commit $(git -C "$tree" rev-parse --short HEAD) -> $here/$results (sets: $SETS; log: $WORK/logs/$preset.log)"
 cd "$tree"
 PYTHONPATH="$tree" SSDD_PROGRESS=0 exec "$here/.venv/bin/python" -m distill leaderboard \
     -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=data" "targets.0.root=data" \
-    "output=$WORK/out-$preset" "sets_dir=${SETS:-$WORK/out-$preset}" "results=$here/$results" \
+    "output=$WORK/out-$preset" "sets_dir=$SETS" "results=$here/$results" \
     ${ONLY:+"only_rows=$ONLY"} ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1
