@@ -530,7 +530,7 @@ def leaderboard(config_path, print_config, docs, summary, check_docs, time_limit
             if not cfg.primary:
                 raise UserError(f"leaderboard `{cfg.name}` declares no primary comparisons",
                                 fix="add `primary: [{set: krr_st, vs: random, protocol: krrst}, ...]` to its config")
-            click.echo(plan_markdown(cfg, plan(cfg, rows)))
+            click.echo(plan_markdown(cfg, plan(cfg, rows), info))
             return
         t0 = _time.time()
         rep = write_leaderboard(cfg, rows, info, 0.0)

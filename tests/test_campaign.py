@@ -473,3 +473,22 @@ def test_application_presets_sharing_a_results_folder_keep_each_others_headers(t
     info = json.loads((tmp_path / "info" / "cifar10-n100.json").read_text())
     assert info["apps"] == {"nas": "NAS proxy: ...", "kd": "Data-free KD: ..."}
     assert info["own_memory"] == ["continual"] and "rows" not in info
+
+
+def test_the_plan_prices_one_more_set_seed_from_the_result_files_seconds():
+    from distill.leaderboard.render import plan_markdown
+    from distill.leaderboard.stats import plan
+    kd = {"random_labelled (equal bytes)": [20, 21, 19.5, 20.4], "krr_st": [21.0, 22.6, 20.4, 21.9]}
+    cfg = _app_cfg([{"set": "krr_st", "vs": "random_labelled (equal bytes)", "protocol": "kd"}],
+                   distill_seeds=[0, 1, 2, 3], seeds=[0, 1])
+    rows = _app_rows(kd, real=("random_labelled (equal bytes)",))
+    info = {"s N=10": {"cell_seconds_by": {"kd|krr_st": [10.0, 14.0], "kd|random_labelled (equal bytes)": [6.0]},
+                       "rows": {"krr_st": {"seconds": 8.0}, "random_labelled (equal bytes)": {"seconds": 0.0},
+                                "mkdt": {"seconds": 999.0}}}}
+    text = plan_markdown(cfg, plan(cfg, rows), info)
+    # (12 + 6) s per cell x 2 evaluation seeds + 8 s of KRR-ST's set; mkdt's set is not read by the family
+    assert "one more set seed of its rows costs about 44 s (36 s of cells for 2 rows x 2 evaluation seed(s), 8 s " \
+           "of distillation)" in text
+    info["s N=10"]["own_memory"] = ["kd"]           # an application that makes its own memory: no set to make
+    assert "44 s" not in plan_markdown(cfg, plan(cfg, rows), info) and "costs about 36 s (36 s of cells" in \
+        plan_markdown(cfg, plan(cfg, rows), info)

@@ -334,7 +334,41 @@ def _compute_plot(axis: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
+def plan_cost(cfg: LeaderboardConfig, planned: list[dict], info: dict) -> list[str]:
+    """What one more set seed of each primary family costs on the machines of its result files so far: the mean
+    seconds of a cell of each row a comparison reads, times the evaluation seeds, plus the mean distillation seconds
+    of the rows' sets (not for an application that makes its own memory), and what the set seeds the family still
+    needs for the goal would cost at that rate."""
+    out = []
+    for group, gi in info.items():
+        by = gi.get("cell_seconds_by") or {}
+        for fam in dict.fromkeys(x.get("family_name", "") for x in planned):
+            mine = [x for x in planned if x.get("family_name", "") == fam]
+            protos = sorted({x["protocol"] for x in mine})
+            labels = {(x["protocol"], lab) for x in mine for lab in (x["set"], x["baseline"])}
+            cells = [sum(v) / len(v) * len(cfg.seeds) for (pr, lab) in labels if (v := by.get(f"{pr}|{lab}"))]
+            own = set(gi.get("own_memory") or ())
+            sets = [r["seconds"] for lab, r in (gi.get("rows") or {}).items()
+                    if r.get("seconds") and any((pr, lab) in labels for pr in protos if pr not in own)]
+            if not cells:
+                continue
+            per = sum(cells) + sum(sets)
+            have = max((x["n"] for x in mine), default=0)
+            need = [x.get("seeds_needed") for x in mine if x["n"] > 1]
+            more = (max(n for n in need if n) - have) if any(need) else None
+            what = f"`{fam}`" if fam else "the evaluation protocols"
+            line = (f"- {group}, {what}: one more set seed of its rows costs about {_duration(per)} "
+                    f"({_duration(sum(cells))} of cells for {len(cells)} rows x {len(cfg.seeds)} evaluation seed(s)"
+                    + (f", {_duration(sum(sets))} of distillation" if sets else "") + ")")
+            if more is not None and more > 0:
+                line += f"; the {more} more the goal needs, about {_duration(more * per)}"
+            out.append(line + ".")
+    if out:
+        out = ["", "Cost, from the result files' own seconds (the machines they ran on):"] + out
+    return out
+
+
+def plan_markdown(cfg: LeaderboardConfig, planned: list[dict], info: dict | None = None) -> str:
     """``ssdd leaderboard --plan``: per primary comparison, the spread observed so far and the set seeds needed;
     where units hold several evaluation seeds, how much of the spread is the students' (inside a unit) and how
     much the set seed's own."""
@@ -380,6 +414,7 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict]) -> str:
         lines.append(line)
     lines += ["", "The spread is that of the paired differences over set seeds observed so far; with few set seeds it "
               "is itself uncertain, so plan with margin and re-plan as units arrive."]
+    lines += plan_cost(cfg, planned, info or {})
     if inside:
         lines.append("The students' share is the part of a unit's variance that averaging more evaluation seeds "
                      "(students, probes) inside it would remove (sd inside a unit squared over the students per "

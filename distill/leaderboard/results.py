@@ -202,8 +202,10 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
         rows.extend(d["rows"])
         if d.get("stamp"):        # references (no set seed) are listed under the unit "references"
             by_unit.setdefault((ident[1], "references" if ident[3] is None else ident[3]), {})[f] = d["stamp"]
-        g = info.setdefault(ident[1], {"cell_seconds": [], "commits": {}})
+        g = info.setdefault(ident[1], {"cell_seconds": [], "commits": {}, "cell_seconds_by": {}})
         g["cell_seconds"].append(d.get("seconds") or 0.0)
+        if d["rows"]:                 # per protocol and row, what `--plan` prices a set seed with
+            g["cell_seconds_by"].setdefault(f"{ident[0]}|{d['rows'][0]['set']}", []).append(d.get("seconds") or 0.0)
         if d.get("commit"):
             g["commits"][d["commit"]] = g["commits"].get(d["commit"], 0) + 1
     for (group, dseed), stamps in by_unit.items():
@@ -222,6 +224,7 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
         labels = {r["set"] for r in rows if f"{_slug(r['source'])}-n{r['budget']}" == group}
         files = [f for f in sorted((root / "sets" / group).glob("*.json")) if _wanted_set(cfg, json.loads(f.read_text()))]
         out[name] = {**base, "cell_seconds": g["cell_seconds"], "commits": g["commits"],
+                     "cell_seconds_by": g["cell_seconds_by"],
                      "rows": {k: v for k, v in _row_info(files).items() if k in labels},
                      "stamps": _stamp_summary({k: v for k, v in by_unit.items() if k[0] == group})}
     return rows, out, notes
