@@ -383,6 +383,20 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
     md = (tmp_path / "lb" / "results.md").read_text()
     assert "protocol `kd`" in md and "Data-free KD" in md and "| herding | best real |" in md
     assert "kd convnet-d2-w8-bn: smallest detectable gain over the best real-image baseline" in md
+    # the same cells with a pre-declared primary comparison under `kd` (issue 37): its own family, first line and
+    # row, taken out of the secondary table; the transfer comparisons stay secondary
+    cfg2 = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"],
+                protocols=apps, full_source=False, no_pretrain=False, distill_seeds=[0, 1],
+                primary=[{"set": "herding", "vs": "random", "protocol": "kd"},
+                         {"set": "noise", "vs": "random", "protocol": "kd"}])
+    rep2 = run_leaderboard(cfg2, log=lambda *_: None)
+    prim = [x for x in rep2["gains"] if x.get("primary")]
+    assert {(x["set"], x["baseline"], x["protocol"]) for x in prim} == {("herding", "random", "kd"),
+                                                                        ("noise", "random", "kd")}
+    assert all(x["family"] == 2 and x["family_name"] == "kd" for x in prim)
+    assert not any(x["protocol"] == "kd" and not x.get("primary") for x in rep2["gains"])
+    md2 = rep2["markdown"]
+    assert "**Primary family of `kd` (2 pre-declared comparisons" in md2 and "| herding vs random | kd |" in md2
     # a second run reuses every cell and the KD teacher
     assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 6 + 6
     again = run_leaderboard(cfg, log=lambda m: (_ for _ in ()).throw(AssertionError(m)) if "train the" in m else None)
