@@ -100,4 +100,6 @@ for app in kd continual transfer nas transfer2; do   # one application per sitti
     run apps_${app}_cifar10_cpu --summary README.md
 done
 run apps_continual_cifar100_cpu --summary README.md     # Split CIFAR-100 (makes no sets either)
+run privacy_cifar10_cpu                     # the privacy audit: random, random_labelled, KRR-ST, SC-DD, references
+run privacy_slow_cifar10_cpu                # and Boost, MKDT beside their own random row
 echo "every CPU leaderboard is done; times in $LOGS/*.time"
