@@ -492,3 +492,10 @@ def test_the_plan_prices_one_more_set_seed_from_the_result_files_seconds():
     info["s N=10"]["own_memory"] = ["kd"]           # an application that makes its own memory: no set to make
     assert "44 s" not in plan_markdown(cfg, plan(cfg, rows), info) and "costs about 36 s (36 s of cells" in \
         plan_markdown(cfg, plan(cfg, rows), info)
+
+
+def test_the_compute_line_counts_a_snapshotted_run_once():
+    from distill.leaderboard.render import _earlier_snapshots
+    cfg = load_config(LeaderboardConfig, "configs/leaderboard/compute_boost_cifar10_cpu.yaml")
+    assert _earlier_snapshots(cfg) == {"boost x1", "boost x3"}        # boost x10 is the run; the others its steps
+    assert _earlier_snapshots(load_config(LeaderboardConfig, "configs/leaderboard/cpu.yaml")) == set()

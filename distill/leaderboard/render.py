@@ -63,7 +63,10 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                      if len(st) > 1 else "") + ".\n")
     for group, gi in info.items():
         cells_s = gi.get("cell_seconds") or []
-        dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for r in gi.get("rows", {}).values())
+        # snapshots of one run (rows with `at`) cost their run once: only the latest snapshot's seconds count
+        early = _earlier_snapshots(cfg)
+        dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for label, r in gi.get("rows", {}).items()
+                     if label not in early)
         if cells_s:
             md.append(f"Compute for {group}, summed over every sitting (what a rerun from scratch costs on this "
                       f"machine): making the sets {_duration(dist_s)}, evaluating {len(cells_s)} cells "
@@ -161,6 +164,16 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
     return {"markdown": text, "summary": summary, "rows": rows, "gains": g, "headroom": room, "aggregate": agg,
             "paths": paths,
             "seconds": seconds}
+
+
+def _earlier_snapshots(cfg: LeaderboardConfig) -> set[str]:
+    """The labels of snapshot rows that another row of the same run (a later ``at``) includes."""
+    from .config import row_label, run_identity
+    last: dict[str, int] = {}
+    for r in cfg.all_rows():
+        if r.at is not None:
+            last[run_identity(r, None)] = max(last.get(run_identity(r, None), 0), r.at)
+    return {row_label(r) for r in cfg.all_rows() if r.at is not None and r.at < last[run_identity(r, None)]}
 
 
 def _lent_columns(cfg, rows: list[dict], title: str, group: str) -> dict[str, dict[str, str]]:
