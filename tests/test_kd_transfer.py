@@ -117,6 +117,7 @@ def test_kd_iterations_are_chosen_on_held_out_training_images_and_the_test_split
     assert [n for d, n in seen_iters if d.startswith("kd schedule")] == [3, 6]
     assert app.iterations == {"convnet-d2-w8-bn": 3}           # a huge tolerance: the smallest count
     assert "chosen per student on held-out training images" in text and app.key()["iterations_chosen"] == app.iterations
+    assert "widen the grid" not in text                       # 3 is not the grid's largest count
     assert len(list(tmp_path.glob("kd-schedule-*.json"))) == 1
     seen_iters.clear()
     again = kdb.KDApp(ctx, params)

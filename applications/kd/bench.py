@@ -153,8 +153,10 @@ class KDApp(Application):
             from distill.engine.files import write_json
             write_json(file, {"accs": accs, "key": key})
         chosen = {st: choose_iterations(a, self.p.schedule_tolerance) for st, a in accs.items()}
+        top = max(self.p.schedule_grid)
         said = "; ".join(f"`{st}` {chosen[st]} (" + ", ".join(f"{n}: {a:.1f} %" for n, a in sorted(accs[st].items()))
-                         + ")" for st in self.p.students)
+                         + ")" + (" **at the grid's largest count: still improving, widen the grid**"
+                                  if chosen[st] == top and len(accs[st]) > 1 else "") for st in self.p.students)
         return chosen, said + f", the smallest within {self.p.schedule_tolerance:g} points of the grid's best"
 
     def _kd(self, iterations: int) -> KDConfig:
