@@ -220,17 +220,29 @@ def _pct(power: float) -> str:
     return f"{power * 100:.0f} %"
 
 
+def _families(planned: list[dict]) -> dict[str, tuple[list[dict], int]]:
+    """The primary comparisons by family (``family_name``: an application protocol, or "" for the evaluation
+    protocols), each with its size as declared (the largest ``family`` of its entries; else how many it lists)."""
+    out: dict[str, list[dict]] = {}
+    for x in planned:
+        out.setdefault(x.get("family_name", ""), []).append(x)
+    return {f: (xs, max((x.get("family") or 0 for x in xs), default=0) or len(xs)) for f, xs in out.items()}
+
+
+def _family_title(name: str) -> str:
+    return f"`{name}`" if name else "the evaluation protocols"
+
+
 def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int = 0) -> list[str]:
     """The primary family first: what it can resolve (its first line), then each comparison with its interval,
     Holm-adjusted p (within the family, counted as declared), verdict, detectable gain and the set seeds it would
     need; a declared comparison without cells yet is listed as such. Each application protocol is a family of its
     own (one first line each); the evaluation protocols share one."""
     target = cfg.target_gain
-    fams = list(dict.fromkeys(x.get("family_name", "") for x in planned)) or [""]
+    fams = _families(planned) or {"": ([], 0)}
     out = []
-    for fam_name in fams:
-        mine = [x for x in planned if x.get("family_name", "") == fam_name]
-        size = max([x.get("family") or 0 for x in mine] + ([declared] if len(fams) == 1 else [])) or len(mine)
+    for fam_name, (mine, size) in fams.items():
+        size = max(size, declared) if len(fams) == 1 else size
         out.append(_family_head(cfg, mine, size, f" of `{fam_name}`" if fam_name else "") + "\n")
     out.append(UNIT_NOTE + "\n")
     out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
@@ -355,8 +367,7 @@ def plan_cost(cfg: LeaderboardConfig, planned: list[dict], info: dict) -> list[s
     out = []
     for group, gi in info.items():
         by = gi.get("cell_seconds_by") or {}
-        for fam in dict.fromkeys(x.get("family_name", "") for x in planned):
-            mine = [x for x in planned if x.get("family_name", "") == fam]
+        for fam, (mine, _) in _families(planned).items():
             protos = sorted({x["protocol"] for x in mine})
             labels = {(x["protocol"], lab) for x in mine for lab in (x["set"], x["baseline"])}
             cells = [sum(v) / len(v) * len(cfg.seeds) for (pr, lab) in labels if (v := by.get(f"{pr}|{lab}"))]
@@ -369,8 +380,7 @@ def plan_cost(cfg: LeaderboardConfig, planned: list[dict], info: dict) -> list[s
             have = max((x["n"] for x in mine), default=0)
             need = [x.get("seeds_needed") for x in mine if x["n"] > 1]
             more = (max(n for n in need if n) - have) if any(need) else None
-            what = f"`{fam}`" if fam else "the evaluation protocols"
-            line = (f"- {group}, {what}: one more set seed of its rows costs about {_duration(per)} "
+            line = (f"- {group}, {_family_title(fam)}: one more set seed of its rows costs about {_duration(per)} "
                     f"({_duration(sum(cells))} of cells for {len(cells)} rows x {len(cfg.seeds)} evaluation seed(s)"
                     + (f", {_duration(sum(sets))} of distillation" if sets else "") + ")")
             if more is not None and more > 0:
@@ -386,11 +396,9 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict], info: dict | None
     where units hold several evaluation seeds, how much of the spread is the students' (inside a unit) and how
     much the set seed's own."""
     from .stats import detectable_gain, seeds_needed
-    fams = list(dict.fromkeys(x.get("family_name", "") for x in planned))
-    sizes = {f: max((x.get("family") or 0 for x in planned if x.get("family_name", "") == f), default=0)
-             or sum(1 for x in planned if x.get("family_name", "") == f) for f in fams}
-    fam_text = "; ".join(f"{'`' + f + '`' if f else 'the evaluation protocols'}: {sizes[f]} comparisons, strictest "
-                         f"level alpha / {sizes[f]} = {cfg.alpha / max(1, sizes[f]):.4f}" for f in fams)
+    sizes = {f: size for f, (_, size) in _families(planned).items()}
+    fam_text = "; ".join(f"{_family_title(f)}: {n} comparisons, strictest level alpha / {n} = "
+                         f"{cfg.alpha / max(1, n):.4f}" for f, n in sizes.items())
     inside = any(x.get("sd_within") is not None for x in planned)
     lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm within each family ({fam_text}); "
              f"goal: detect a true gain of {cfg.target_gain:g} points with {_pct(cfg.power)} power; configured set "
@@ -484,12 +492,9 @@ def primary_words(planned: list[dict]) -> str:
     beats = sorted({f"{x['set']} over {x['baseline']}" for x in done if x["verdict"] == "**beats**"})
     loses = sorted({f"{x['set']} to {x['baseline']}" for x in done if x["verdict"] == "**loses**"})
     dets = [x["detectable"] for x in done if x.get("detectable") is not None]
-    fams = list(dict.fromkeys(x.get("family_name", "") for x in planned))
-    size = max(x.get("family") or 0 for x in planned) or len(planned)      # as primary_markdown counts it
-    holm_s = (f"Holm among its {size} comparisons" if len(fams) == 1 else
-              "Holm within each family: " + ", ".join(
-                  f"{'`' + f + '`' if f else 'the evaluation protocols'} "
-                  f"{max((x.get('family') or 0) for x in planned if x.get('family_name', '') == f)}" for f in fams))
+    fams = _families(planned)
+    holm_s = (f"Holm among its {next(iter(fams.values()))[1]} comparisons" if len(fams) == 1 else
+              "Holm within each family: " + ", ".join(f"{_family_title(f)} {n}" for f, (_, n) in fams.items()))
     head = (f"**In words** (the pre-declared primary family, {holm_s}; each resolves a "
             f"true gain of {min(dets):.2f}-{max(dets):.2f} points): " if dets else "**In words** (the primary family): ")
     head += ("a gain that survives: " + "; ".join(beats) + ". " if beats else "no comparison shows a gain. ")

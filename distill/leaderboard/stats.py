@@ -271,10 +271,10 @@ def plan(cfg: LeaderboardConfig, rows: list[dict]) -> list[dict]:
                  and (not c.metrics or x["metric"] in c.metrics)]
         k = len(cfg.comparison_seeds(c)) if hasattr(cfg, "comparison_seeds") else len(cfg.distill_seeds)
         if not found:
+            fam = primary_family(c.protocol, apps)
             out.append({"protocol": c.protocol, "set": c.set, "baseline": c.vs, "metric": ", ".join(c.metrics) or "*",
                         "target": "", "n": 0, "gain_std": None, "detectable": None, "seeds_needed": None,
-                        "configured_seeds": k, "family_name": primary_family(c.protocol, apps),
-                        "family": declared_primary(cfg, rows, primary_family(c.protocol, apps))})
+                        "configured_seeds": k, "family_name": fam, "family": declared_primary(cfg, rows, fam)})
         out.extend({**x, "configured_seeds": k, **spread_inside_units(rows, x)} for x in found)
     return out
 
