@@ -111,20 +111,23 @@ def attack_metrics(decision: np.ndarray, member: np.ndarray) -> dict:
 
 def bootstrap_metrics(decision: np.ndarray, member: np.ndarray, n_resamples: int = 300, seed: int = 0,
                       level: float = 0.95) -> dict:
-    """:func:`attack_metrics` with percentile intervals (scipy.stats.bootstrap) from resampling the audit points:
-    a point's column (all its runs) moves as one, since one point's decisions are not independent.
+    """:func:`attack_metrics` with percentile intervals (scipy.stats.bootstrap) from a two-way bootstrap: the target
+    runs (rows) and the audit points (columns) are resampled independently, each as one unit, since one run's
+    student shifts all its points' decisions together and one point's decisions across runs are not independent
+    either. Resampling the points alone would hold the runs fixed: intervals conditional on these runs, too narrow.
     Returns {metric: (value, lo, hi)} and the number of decisions."""
     from scipy.stats import bootstrap
     d, m = np.asarray(decision), np.asarray(member)
     base = attack_metrics(d, m)
     keys = [k for k in base if k != "decisions"]
 
-    def stat(j):
-        r = attack_metrics(d[:, j], m[:, j])
+    def stat(i, j):
+        r = attack_metrics(d[np.ix_(i, j)], m[np.ix_(i, j)])
         return np.array([r[k] for k in keys])
 
-    res = bootstrap((np.arange(d.shape[1]),), stat, vectorized=False, n_resamples=n_resamples,
-                    confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    res = bootstrap((np.arange(d.shape[0]), np.arange(d.shape[1])), stat, paired=False, vectorized=False,
+                    n_resamples=n_resamples, confidence_level=level, method="percentile",
+                    rng=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
     return {k: (base[k], float(lo[i]), float(hi[i])) for i, k in enumerate(keys)} | {"decisions": base["decisions"]}
 

@@ -65,15 +65,23 @@ def start_points(s, n_base: int, keep_row: np.ndarray) -> list[int]:
 
 @torch.no_grad()
 def student_scores(model: torch.nn.Module, kind: str, images: torch.Tensor, labels: torch.Tensor,
-                   reps: torch.Tensor | None, batch: int = 500) -> np.ndarray:
-    """The membership statistic of every audit point for a student trained with loss ``kind`` (mse | ce | kl)."""
+                   reps: torch.Tensor | None, batch: int = 500, flip: bool = True) -> np.ndarray:
+    """The membership statistic of every audit point for a student trained with loss ``kind`` (mse | ce | kl),
+    averaged over the query views: the image and, with ``flip``, its mirror image (the students train with flips;
+    Carlini et al. query augmented views, which is much of LiRA's power at low FPR; the mean over views is the
+    simple form of their per-view Gaussians)."""
     model.eval()
-    out = torch.cat([model(images[i:i + batch].float() / 255 if images.dtype == torch.uint8 else images[i:i + batch])
-                     .float() for i in range(0, len(images), batch)])
-    if kind == "mse":
-        cos = torch.nn.functional.cosine_similarity(out, reps.to(out.device).float(), dim=1)
-        return torch.atanh(cos.clamp(-1 + 1e-6, 1 - 1e-6)).cpu().numpy()
-    return logit_confidence(out, labels.to(out.device)).cpu().numpy()
+    views = [images, images.flip(-1)] if flip else [images]
+    stats = []
+    for v in views:
+        out = torch.cat([model(v[i:i + batch].float() / 255 if v.dtype == torch.uint8 else v[i:i + batch]).float()
+                         for i in range(0, len(v), batch)])
+        if kind == "mse":
+            cos = torch.nn.functional.cosine_similarity(out, reps.to(out.device).float(), dim=1)
+            stats.append(torch.atanh(cos.clamp(-1 + 1e-6, 1 - 1e-6)))
+        else:
+            stats.append(logit_confidence(out, labels.to(out.device)))
+    return torch.stack(stats).mean(0).cpu().numpy()
 
 
 def distill_shadow(cfg, spec, row, budget: int, src: ImageSet, teacher, seed: int, experts_defaults: dict,
