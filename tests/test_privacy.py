@@ -289,7 +289,11 @@ def test_privacy_application_runs_shadow_pipelines(tmp_path):
     rows = {(r["set"], r["metric"]): r for r in rep["rows"] if r["protocol"] == "privacy"}
     assert rows[("random", "re-identified")]["acc"] == 100.0
     assert 0 <= rows[("random", "AUC")]["acc"] <= 100 and rows[("random", "AUC")]["lo"] <= rows[("random", "AUC")]["hi"]
-    assert 0 < rows[("DP-SGD (sigma 1)", "epsilon")]["acc"] < float("inf")
+    dp = rows[("DP-SGD (sigma 1)", "epsilon")]
+    assert 0 < dp["acc"] < float("inf")
+    # the table states the bound (eps, delta)-DP puts on any attack: TPR <= e^eps FPR + delta
+    import math
+    assert f"≤ {min(100.0, 100 * (math.exp(dp['acc']) * 0.01 + dp['delta'])):.1f} %)" in rep["markdown"]
     assert ("noise", "re-identified") not in rows and ("noise", "AUC") in rows
     assert "TPR @ 1 % FPR not readable" in rep["markdown"]
     # the leakage table with intervals and the privacy-utility picture, drawn from the rows alone

@@ -28,6 +28,7 @@ image is a private image) is the real-image baseline.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -308,6 +309,9 @@ class PrivacyApp(Application):
                 else:
                     ut, uci = f"{m:.2f} (1)", (m, m, m)
             eps, _ = cls._value(rows, lab, "epsilon")
+            dp = next((r for r in rows if r["set"] == lab and r["metric"] == "epsilon" and "delta" in r), None)
+            if dp is not None:          # (eps, delta)-DP bounds any attack: TPR <= e^eps * FPR + delta
+                eps += f" (bound: TPR @ 1 % FPR ≤ {min(100.0, 100 * (math.exp(dp['acc']) * 0.01 + dp['delta'])):.1f} %)"
             lines.append("| " + " | ".join([lab] + [c[0] for c in cells] + [ut, eps]) + " |")
             if uci and cells[1][1]:
                 points.append((lab, uci, cells[1][1]))
