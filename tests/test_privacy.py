@@ -224,6 +224,33 @@ def test_dp_sgd_epsilon_is_the_accountants():
         target_epsilon=4.0, target_delta=out["delta"], sample_rate=16 / 64, epochs=2, accountant="rdp"))
 
 
+def test_dp_sgd_ghost_clipping_takes_the_same_steps_as_per_example_gradients():
+    """The default fast gradient clipping (per-example norms without per-example gradients) against opacus'
+    classic hooks path: the same batches, clipping and noise, so the same trained weights to float precision."""
+    pytest.importorskip("opacus")
+    from applications.privacy.dp import DPConfig, SquaredError, dp_regress, make_dp_compatible
+
+    def trained(mode):
+        torch.manual_seed(0)
+        model = make_dp_compatible(torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
+            torch.nn.Linear(144, 7)))
+        torch.manual_seed(1)
+        x, y = torch.rand(48, 3, 8, 8), torch.randn(48, 7) * 3      # targets far away: clipping binds
+        init = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        out = dp_regress(model, x, y, DPConfig(epsilon=8.0, epochs=2, batch_size=12, lr=0.2, max_grad_norm=0.5),
+                         seed=3, grad_sample_mode=mode)
+        return torch.cat([p.detach().flatten() for p in out["model"].parameters()]), init, out
+
+    ghost, init, g = trained("ghost")
+    hooks, _, h = trained("hooks")
+    assert g["steps"] == h["steps"] > 0 and g["epsilon"] == pytest.approx(h["epsilon"])
+    assert torch.allclose(ghost, hooks, atol=1e-5)
+    assert (ghost - init).abs().max() > 1e-2             # the weights moved: the comparison is not vacuous
+    e = SquaredError("none")(torch.ones(3, 4), torch.zeros(3, 4))
+    assert e.tolist() == [4.0, 4.0, 4.0] and SquaredError()(torch.ones(3, 4), torch.zeros(3, 4)) == 4.0
+
+
 # ---------------------------------------------------------------------------------------------- the CLI and the app
 
 def _set_files(tmp_path):

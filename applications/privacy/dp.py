@@ -60,11 +60,30 @@ def make_dp_compatible(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+class SquaredError(torch.nn.Module):
+    """Each example's squared error summed over the representation's dimensions; ``reduction`` (``mean`` over the
+    batch, ``sum``, or ``none``: one loss per example) is what opacus' fast gradient clipping switches."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per = (out - target).pow(2).sum(1)
+        return per if self.reduction == "none" else per.sum() if self.reduction == "sum" else per.mean()
+
+
 def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, cfg: DPConfig,
-               seed: int = 0, device="cpu", log=None) -> dict:
+               seed: int = 0, device="cpu", log=None, grad_sample_mode: str = "ghost") -> dict:
     """Train ``model`` (already DP-compatible, output = target dimension) by DP-SGD on (images, targets): MSE per
     example, clipped and noised by opacus. Returns the privacy spent (epsilon from opacus' RDP accountant at the
-    run's delta), the noise multiplier, sample rate, steps and the loss at start and end."""
+    run's delta), the noise multiplier, sample rate, steps and the loss at start and end.
+
+    ``grad_sample_mode`` "ghost" (opacus' fast gradient clipping, Li et al. 2022 / Bu et al. 2023) computes each
+    example's gradient norm without materialising the per-example gradients, then takes a second backward pass of
+    the clipped-weighted loss: the same DP-SGD update as "hooks" (tested to float precision), without the
+    batch x 2048 x 2048 per-example gradients of the student's head (4.3 GB at batch 256; measured on 2 cores,
+    3-5x faster per step). "hooks" is opacus' classic per-example gradient path."""
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
     cfg.validate()
@@ -87,8 +106,15 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     # the search cached: every shadow run of a campaign asks for the same sigma, and each search costs seconds
     sigma = (noise_multiplier_for(cfg.epsilon, delta, 1 / len(loader), cfg.epochs) if cfg.epsilon is not None
              else cfg.noise_multiplier)
-    model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
-                                             max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen)
+    crit = SquaredError()
+    if grad_sample_mode == "ghost":
+        model, opt, crit, loader = engine.make_private(
+            module=model, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=sigma,
+            max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen, grad_sample_mode="ghost")
+    else:
+        model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
+                                                 max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen,
+                                                 grad_sample_mode=grad_sample_mode)
     steps_per_epoch = len(loader)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     losses, steps = [], 0
@@ -103,7 +129,7 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
             # the squared error summed over the representation's dimensions, averaged over examples: each example's
             # gradient at its natural scale, so that clipping at max_grad_norm binds (a mean over D dimensions would
             # shrink every gradient D-fold while the noise stays sigma x C)
-            loss = (model(x) - y).pow(2).sum(1).mean()
+            loss = crit(model(x), y)
             loss.backward()
             opt.step()
             sched.step()
@@ -127,4 +153,4 @@ def _plain(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_module", model)
 
 
-__all__ = ["DPConfig", "dp_label", "dp_regress", "make_dp_compatible"]
+__all__ = ["DPConfig", "SquaredError", "dp_label", "dp_regress", "make_dp_compatible"]
