@@ -314,7 +314,7 @@ class PrivacyApp(Application):
                 eps += f" (bound: TPR @ 1 % FPR ≤ {min(100.0, 100 * (math.exp(dp['acc']) * 0.01 + dp['delta'])):.1f} %)"
             lines.append("| " + " | ".join([lab] + [c[0] for c in cells] + [ut, eps]) + " |")
             if uci and cells[1][1]:
-                points.append((lab, uci, cells[1][1]))
+                points.append((lab, uci, cells[1][1], cells[3][1]))
         lines.append("")
         if points:
             png = Path(folder) / f"privacy_utility-{_slug(title)}.png"
@@ -332,23 +332,37 @@ class PrivacyApp(Application):
 
 
 def _privacy_plot(points, path, target, metric) -> None:
+    """Utility against TPR @ 1 % FPR with both intervals, one marker per row (a legend, not labels that overlap):
+    left every audit point, right the worst case, the audit points a row's set started from (rows that have them)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for lab, (ux, ulo, uhi), (ty, tlo, thi) in points:
-        kind = ("tab:red" if lab.startswith("DP-SGD") else "tab:gray" if lab in (NOISE, FULL)
-                else "tab:orange" if lab.startswith("random") else "tab:blue")
-        ax.errorbar(ux, ty, xerr=[[ux - ulo], [uhi - ux]], yerr=[[ty - tlo], [thi - ty]], fmt="o", color=kind,
-                    capsize=3)
-        ax.annotate(lab, (ux, ty), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.axhline(1.0, color="k", lw=0.6, ls=":")
-    ax.text(ax.get_xlim()[0], 1.0, " chance (TPR = FPR)", fontsize=6, va="bottom")
-    ax.set_xlabel(f"student utility: {target} {metric} (%)")
-    ax.set_ylabel("membership TPR @ 1 % FPR (%)")
-    ax.set_title("privacy against utility (lower right is better)\nblue: methods, orange: real subsets, red: DP-SGD, "
-                 "gray: references", fontsize=8)
-    fig.tight_layout()
+    starts = [p for p in points if p[3] is not None]
+    fig, axes = plt.subplots(1, 2 if starts else 1, figsize=(10.5 if starts else 6.4, 4.4), squeeze=False)
+    markers = "osD^vP*Xhp<>"
+    handles = {}
+    for ax, k, what in ((axes[0][0], 2, "every audit point"),) + (
+            ((axes[0][1], 3, "the audit points its set started from"),) if starts else ()):
+        for i, (lab, (ux, ulo, uhi), *tprs) in enumerate(points):
+            t = tprs[k - 2]
+            if t is None:
+                continue
+            ty, tlo, thi = t
+            kind = ("tab:red" if lab.startswith("DP-SGD") else "tab:gray" if lab in (NOISE, FULL)
+                    else "tab:orange" if lab.startswith("random") else "tab:blue")
+            h = ax.errorbar(ux, ty, xerr=[[ux - ulo], [uhi - ux]], yerr=[[ty - tlo], [thi - ty]],
+                            fmt=markers[i % len(markers)], color=kind, capsize=3, label=lab)
+            handles.setdefault(lab, h)
+        ax.axhline(1.0, color="k", lw=0.6, ls=":")
+        ax.text(ax.get_xlim()[0], 1.0, " chance (TPR = FPR)", fontsize=6, va="bottom")
+        ax.set_xlabel(f"student utility: {target} {metric} (%)")
+        ax.set_ylabel("membership TPR @ 1 % FPR (%)")
+        ax.set_title(f"membership of {what}", fontsize=9)
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(0.85, 0.5), fontsize=8,
+               frameon=False)
+    fig.suptitle("privacy against utility (lower right is better); blue: methods, orange: real subsets, "
+                 "red: DP-SGD, gray: references", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
