@@ -82,8 +82,8 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     ``grad_sample_mode`` "ghost" (opacus' fast gradient clipping, Li et al. 2022 / Bu et al. 2023) computes each
     example's gradient norm without materialising the per-example gradients, then takes a second backward pass of
     the clipped-weighted loss: the same DP-SGD update as "hooks" (tested to float precision), without the
-    batch x 2048 x 2048 per-example gradients of the student's head (4.3 GB at batch 256; measured on 2 cores,
-    3-5x faster per step). "hooks" is opacus' classic per-example gradient path."""
+    batch x 2048 x 2048 per-example gradients of the student's head (4.3 GB at batch 256; a shadow run of the CPU
+    privacy campaign 8.5x faster, BENCHMARKS 17). "hooks" is opacus' classic per-example gradient path."""
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
     cfg.validate()
@@ -107,14 +107,13 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     sigma = (noise_multiplier_for(cfg.epsilon, delta, 1 / len(loader), cfg.epochs) if cfg.epsilon is not None
              else cfg.noise_multiplier)
     crit = SquaredError()
-    if grad_sample_mode == "ghost":
-        model, opt, crit, loader = engine.make_private(
-            module=model, optimizer=opt, data_loader=loader, criterion=crit, noise_multiplier=sigma,
-            max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen, grad_sample_mode="ghost")
+    private = engine.make_private(module=model, optimizer=opt, data_loader=loader, criterion=crit,
+                                  noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen,
+                                  grad_sample_mode=grad_sample_mode)
+    if "ghost" in grad_sample_mode:      # opacus then also wraps the loss (its two backward passes)
+        model, opt, crit, loader = private
     else:
-        model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
-                                                 max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen,
-                                                 grad_sample_mode=grad_sample_mode)
+        model, opt, loader = private
     steps_per_epoch = len(loader)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     losses, steps = [], 0
