@@ -11,6 +11,8 @@
 #                  reads another leaderboard's sets, so that the application presets share one folder; else
 #                  $WORK/out-PRESET)
 #   ONLY=ROWS      only these rows (and the baselines), e.g. ONLY="[krr_st x1,krr_st x3,krr_st x10]"
+#   SEEDS=LIST     only these set seeds, e.g. SEEDS="[3,4]": the part of a campaign that one sitting on one machine
+#                  can finish (a set seed's cells must come from one machine; the next sitting adds the next seeds)
 # A second call with the same PRESET reuses the worktree (its commit is printed) and continues: finished sets and
 # cells are reused; a set seed begun on another kind of machine is refused (finish it there, or git rm its cells).
 set -e
@@ -48,4 +50,4 @@ cd "$tree"
 PYTHONPATH="$tree" SSDD_PROGRESS=0 exec "$here/.venv/bin/python" -m distill leaderboard \
     -c "configs/leaderboard/$preset.yaml" "sources.0.data.root=data" "targets.0.root=data" \
     "output=$WORK/out-$preset" "sets_dir=$SETS" "results=$here/$results" \
-    ${ONLY:+"only_rows=$ONLY"} ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1
+    ${ONLY:+"only_rows=$ONLY"} ${SEEDS:+"only_seeds=$SEEDS"} ${LIMIT:+--time-limit "$LIMIT"} >> "$WORK/logs/$preset.log" 2>&1

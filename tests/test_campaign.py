@@ -304,6 +304,24 @@ def test_a_comparison_with_its_own_seeds_adds_set_seeds_to_its_rows_under_its_pr
     assert planned[("other", "herding")]["configured_seeds"] == 2
 
 
+
+def test_only_seeds_runs_a_part_of_the_set_seeds_under_the_same_cell_keys(tmp_path):
+    """A sitting runs the set seeds it can finish on one machine (`only_seeds`): the rows keep their own seeds
+    among those, every cell keeps the key it has in the whole campaign, and a seed the campaign lacks is refused."""
+    from distill.leaderboard.keys import expected_cells
+    kw = {"distill_seeds": [0, 1, 2, 3], "secondary_seeds": [0, 1], "baselines": ["random"],
+          "primary": [{"set": "random_labelled", "vs": "random", "protocol": "mkdt"}]}
+    whole, part = sample_leaderboard(tmp_path, **kw), sample_leaderboard(tmp_path, only_seeds=[1, 3], **kw)
+    assert whole.all_seeds() == [0, 1, 2, 3] and part.all_seeds() == [1, 3]
+    assert part.row_seeds("random", "mkdt") == [1, 3] and part.row_seeds("herding", "mkdt") == [1]
+    assert part.comparison_seeds(part.primary[0]) == [1, 3]
+    cells_whole, cells_part = expected_cells(whole), expected_cells(part)
+    assert set(cells_part) == {k for k in cells_whole if k[3] in (None, 1, 3)}
+    assert any(k[3] == 3 for k in cells_part) and not any(k[3] in (0, 2) for k in cells_part)
+    assert all(cells_part[k] == cells_whole[k] for k in cells_part)
+    with pytest.raises(UserError, match="only_seeds"):
+        sample_leaderboard(tmp_path, only_seeds=[7], **kw)
+
 def rep_plan(cfg, rep):
     from distill.leaderboard.stats import plan
     return plan(cfg, rep["rows"])

@@ -128,6 +128,10 @@ class LeaderboardConfig:
     # run and report only these rows (labels; the baselines always stay); empty: all. E.g. one method's part of a
     # campaign in one sitting: `only_rows=[krr_st x1,krr_st x3,krr_st x10]`
     only_rows: list[str] = dataclasses.field(default_factory=list)
+    # run and report only these set seeds (of `all_seeds`); empty: all. A campaign's part that one sitting and one
+    # machine can finish, e.g. `only_seeds=[3,4]`: a set seed's cells come from one machine, and a cell's key does
+    # not depend on which seeds run beside it, so the next sitting's seeds add to the same results folder
+    only_seeds: list[int] = dataclasses.field(default_factory=list)
     # the pre-declared primary family (issue 34): the comparisons the run is designed to answer, Holm-corrected among
     # themselves only; every other comparison is secondary (exploratory), corrected within its own table. A primary
     # comparison may pair any two rows (``vs`` need not be a baseline)
@@ -200,6 +204,12 @@ class LeaderboardConfig:
         if extra:
             raise ConfigError(f"secondary_seeds {extra} are not in distill_seeds {list(self.distill_seeds)}",
                               fix="secondary rows take a subset of the distillation seeds")
+        if self.only_seeds:
+            every = self._all_seeds()
+            unknown = [d for d in self.only_seeds if d not in every]
+            if unknown:
+                raise ConfigError(f"only_seeds: {unknown} are not set seeds of this leaderboard",
+                                  fix=f"its set seeds are: {', '.join(map(str, every))}")
         known = set(labels) | {b + EQUAL_BYTES for b in self.baselines}
         for i, c in enumerate(self.primary):
             if c.protocol not in titles:
@@ -253,12 +263,19 @@ class LeaderboardConfig:
             return []
         return list(get_application(spec.name)(None, spec.overrides).references())
 
+    def _only(self, seeds: list[int]) -> list[int]:
+        return [d for d in seeds if d in self.only_seeds] if self.only_seeds else list(seeds)
+
     def comparison_seeds(self, c: ComparisonSpec) -> list[int]:
-        return list(c.seeds) or list(self.distill_seeds)
+        return self._only(list(c.seeds) or list(self.distill_seeds))
+
+    def _all_seeds(self) -> list[int]:
+        return list(dict.fromkeys(list(self.distill_seeds) + [d for c in self.primary for d in c.seeds]))
 
     def all_seeds(self) -> list[int]:
-        """Every set seed of the leaderboard: ``distill_seeds``, then any a primary comparison adds."""
-        return list(dict.fromkeys(list(self.distill_seeds) + [d for c in self.primary for d in c.seeds]))
+        """Every set seed of the leaderboard: ``distill_seeds``, then any a primary comparison adds (those of
+        ``only_seeds`` when it is given)."""
+        return self._only(self._all_seeds())
 
     def primary_rows(self, protocol: str | None = None) -> set[str]:
         """The labels of the rows a primary comparison reads (under ``protocol``; None: any protocol)."""
@@ -280,8 +297,8 @@ class LeaderboardConfig:
         if reading:      # the union of the seeds of the primary comparisons that read this row under this protocol
             return sorted({d for c in reading for d in self.comparison_seeds(c)}, key=order.index)
         if not self.secondary_seeds:
-            return list(self.distill_seeds)
-        return list(self.secondary_seeds)
+            return self._only(self.distill_seeds)
+        return self._only(self.secondary_seeds)
 
     def all_rows(self) -> list[RowSpec]:
         """Every row with the preset's method settings: ``rows`` (empty: one per registered method) and
