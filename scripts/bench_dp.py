@@ -7,7 +7,9 @@
 
 The student is the privacy preset's: `convnet-32-64-128-bn` with BatchNorm replaced by GroupNorm (opacus'
 ModuleValidator.fix) and a head onto the teacher's 2048-d representation, trained by the audit's loss (squared error
-summed over dimensions, averaged over the batch) at batch 256 with noise and clipping as in a shadow run. Each mode
+summed over dimensions, averaged over the batch) at batch 256, clipped at norm 1 with noise multiplier 1 (the cost
+of a step does not depend on either) and fixed-size batches in place of the audit's Poisson sampling, so that every
+timed step has the same batch. Each mode
 runs in its own process (so that its peak resident memory is its own), in alternating blocks (the same machine load
 for both); reported: the median seconds of a whole step (forward, backward(s), clip, noise, update) and the peak
 resident set size of the process. The update itself is the same in both modes (tests/test_privacy.py). Ghost
@@ -37,7 +39,7 @@ def child(mode: str, steps: int, batch: int, dim: int, threads: int) -> dict:
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
-    from applications.privacy.dp import SquaredError, make_dp_compatible
+    from applications.privacy.dp import SquaredError, make_dp_compatible, make_private
     from distill.models import create_model
     torch.manual_seed(0)
     net = make_dp_compatible(create_model("convnet-32-64-128-bn", out_dim=dim, image_size=32, in_chans=3))
@@ -46,13 +48,8 @@ def child(mode: str, steps: int, batch: int, dim: int, threads: int) -> dict:
     opt = torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9)
     loader = DataLoader(data, batch_size=batch, shuffle=True)
     engine = PrivacyEngine(accountant="rdp", secure_mode=False)
-    crit = SquaredError()
-    kw = dict(module=net, optimizer=opt, data_loader=loader, noise_multiplier=1.0, max_grad_norm=1.0,
-              grad_sample_mode=mode, poisson_sampling=False)
-    if mode == "ghost":
-        model, opt, crit, loader = engine.make_private(criterion=crit, **kw)
-    else:
-        model, opt, loader = engine.make_private(**kw)
+    model, opt, crit, loader = make_private(engine, net, opt, loader, SquaredError(), mode, noise_multiplier=1.0,
+                                            max_grad_norm=1.0, poisson_sampling=False)
     times = []
     for x, y in loader:
         t = time.perf_counter()

@@ -304,7 +304,6 @@ def test_a_comparison_with_its_own_seeds_adds_set_seeds_to_its_rows_under_its_pr
     assert planned[("other", "herding")]["configured_seeds"] == 2
 
 
-
 def test_only_seeds_runs_a_part_of_the_set_seeds_under_the_same_cell_keys(tmp_path):
     """A sitting runs the set seeds it can finish on one machine (`only_seeds`): the rows keep their own seeds
     among those, every cell keeps the key it has in the whole campaign, and a seed the campaign lacks is refused."""
@@ -321,6 +320,7 @@ def test_only_seeds_runs_a_part_of_the_set_seeds_under_the_same_cell_keys(tmp_pa
     assert all(cells_part[k] == cells_whole[k] for k in cells_part)
     with pytest.raises(UserError, match="only_seeds"):
         sample_leaderboard(tmp_path, only_seeds=[7], **kw)
+
 
 def rep_plan(cfg, rep):
     from distill.leaderboard.stats import plan

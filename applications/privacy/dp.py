@@ -73,6 +73,17 @@ class SquaredError(torch.nn.Module):
         return per if self.reduction == "none" else per.sum() if self.reduction == "sum" else per.mean()
 
 
+def make_private(engine, model: torch.nn.Module, opt, loader, crit: torch.nn.Module, grad_sample_mode: str, **kw):
+    """opacus' ``make_private`` for either gradient mode, always as (model, optimizer, criterion, loader): the ghost
+    modes also wrap the loss (their two backward passes), the others leave ``crit`` as it is."""
+    private = engine.make_private(module=model, optimizer=opt, data_loader=loader, criterion=crit,
+                                  grad_sample_mode=grad_sample_mode, **kw)
+    if "ghost" in grad_sample_mode:
+        return private
+    model, opt, loader = private
+    return model, opt, crit, loader
+
+
 def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, cfg: DPConfig,
                seed: int = 0, device="cpu", log=None, grad_sample_mode: str = "ghost") -> dict:
     """Train ``model`` (already DP-compatible, output = target dimension) by DP-SGD on (images, targets): MSE per
@@ -106,14 +117,9 @@ def dp_regress(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tens
     # the search cached: every shadow run of a campaign asks for the same sigma, and each search costs seconds
     sigma = (noise_multiplier_for(cfg.epsilon, delta, 1 / len(loader), cfg.epochs) if cfg.epsilon is not None
              else cfg.noise_multiplier)
-    crit = SquaredError()
-    private = engine.make_private(module=model, optimizer=opt, data_loader=loader, criterion=crit,
-                                  noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm, noise_generator=noise_gen,
-                                  grad_sample_mode=grad_sample_mode)
-    if "ghost" in grad_sample_mode:      # opacus then also wraps the loss (its two backward passes)
-        model, opt, crit, loader = private
-    else:
-        model, opt, loader = private
+    model, opt, crit, loader = make_private(engine, model, opt, loader, SquaredError(), grad_sample_mode,
+                                            noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
+                                            noise_generator=noise_gen)
     steps_per_epoch = len(loader)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     losses, steps = [], 0
@@ -152,4 +158,4 @@ def _plain(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_module", model)
 
 
-__all__ = ["DPConfig", "SquaredError", "dp_label", "dp_regress", "make_dp_compatible"]
+__all__ = ["DPConfig", "SquaredError", "dp_label", "dp_regress", "make_dp_compatible", "make_private"]
