@@ -6,7 +6,7 @@ from applications.kd import Classifier, KDConfig, noise_images, run_kd, train_cl
 from distill.cli import cli
 from distill.config import TargetConfig
 from distill.distilled import DistilledSet
-from distill.errors import FileFormatError
+from distill.errors import ConfigError, FileFormatError
 
 from .helpers import TINY, small_npz, small_source, tiny_teacher
 
@@ -125,3 +125,27 @@ def test_kd_iterations_are_chosen_on_held_out_training_images_and_the_test_split
     assert not seen_iters and again.iterations == app.iterations
     rows = again.cell("noise", None, 0, 0, None)               # a cell trains for the chosen count
     assert seen_iters == [("kd convnet-d2-w8-bn <- noise", 3)] and rows[0]["metric"] == "kd convnet-d2-w8-bn"
+    # schedule_lrs: every (lr, count) pair is tried; the cheapest pair within the tolerance of the best wins, its lr
+    # goes into the cells' key and their training
+    assert kdb.choose_schedule({(1e-3, 100): 20.0, (1e-3, 200): 25.0, (3e-3, 100): 24.8, (3e-3, 200): 25.2}, 0.5) \
+        == (3e-3, 100)
+    assert kdb.choose_schedule({(1e-3, 100): 25.0, (3e-3, 100): 25.2, (1e-3, 200): 30.0}, 0.0) == (1e-3, 200)
+    assert kdb.choose_schedule({(1e-3, 100): 25.0, (3e-3, 100): 25.2}, 1.0) == (3e-3, 100)   # a tie: the better one
+    seen_lrs = []
+    monkeypatch.setattr(kdb, "kd_train", lambda st, t, x, c, d, desc="": (seen_iters.append((desc, c.iterations)),
+                                                                          seen_lrs.append(c.lr),
+                                                                          real_kd(st, t, x, c, d, desc))[2])
+    seen_iters.clear()
+    two = kdb.KDApp(ctx, {**params, "schedule_lrs": [0.5, 1e-3]})
+    text = two.prepare()
+    assert sorted(zip(seen_lrs, [n for _, n in seen_iters])) == [(1e-3, 3), (1e-3, 6), (0.5, 3), (0.5, 6)]
+    assert two.iterations == {"convnet-d2-w8-bn": 3} and two.lrs["convnet-d2-w8-bn"] in (0.5, 1e-3)
+    assert two.key()["lr_chosen"] == two.lrs and "lr 0.5:" in text
+    assert len(list(tmp_path.glob("kd-schedule-*.json"))) == 2                 # its own cache entry
+    seen_lrs.clear()
+    two.cell("noise", None, 0, 0, None)
+    assert seen_lrs == [two.lrs["convnet-d2-w8-bn"]]
+    with pytest.raises(ConfigError, match="schedule_lrs must be distinct positive"):
+        kdb.KDBenchConfig(schedule_grid=[3], schedule_lrs=[0.0]).validate()
+    with pytest.raises(ConfigError, match="schedule_lrs needs a schedule_grid"):
+        kdb.KDBenchConfig(schedule_lrs=[1e-3]).validate()

@@ -16,6 +16,8 @@ YAML (a leaderboard protocol)::
         # smallest whose accuracy on `schedule_per_class` images per class of the target's training split is
         # within `schedule_tolerance` points of the grid's best (cached; `iterations` is then unused)
         schedule_grid: [100, 200, 400, 800, 1600]
+        schedule_lrs: [1.0e-3, 3.0e-3]      # optional: the grid is then every (lr, count) pair, and the choice is the
+                                            # smallest count within the tolerance of the best pair (its lr with it)
         schedule_per_class: 20
         schedule_tolerance: 0.5
 
@@ -61,6 +63,7 @@ class KDBenchConfig:
     noise: bool = True                   # the Gaussian-noise reference row
     # the iterations chosen per student on held-out training images (see the module docstring); empty: `iterations`
     schedule_grid: list[int] = field(default_factory=list)
+    schedule_lrs: list[float] = field(default_factory=list)   # empty: `lr` only
     schedule_per_class: int = 20
     schedule_tolerance: float = 0.5
 
@@ -73,6 +76,12 @@ class KDBenchConfig:
                               fix="e.g. schedule_grid: [100, 200, 400, 800]")
         if self.schedule_per_class < 1 or self.schedule_tolerance < 0:
             raise ConfigError("schedule_per_class must be >= 1 and schedule_tolerance >= 0")
+        if any(not lr > 0 for lr in self.schedule_lrs) or len(set(self.schedule_lrs)) != len(self.schedule_lrs):
+            raise ConfigError(f"schedule_lrs must be distinct positive learning rates, got {self.schedule_lrs}",
+                              fix="e.g. schedule_lrs: [1.0e-3, 3.0e-3]")
+        if self.schedule_lrs and not self.schedule_grid:
+            raise ConfigError("schedule_lrs needs a schedule_grid (the iteration counts to try at each lr)",
+                              fix="add schedule_grid: [...] or remove schedule_lrs")
 
 
 def choose_iterations(accs: dict[int, float], tolerance: float) -> int:
@@ -80,6 +89,13 @@ def choose_iterations(accs: dict[int, float], tolerance: float) -> int:
     (a student trained longer gains less than that: converged, at this scale)."""
     best = max(accs.values())
     return min(n for n, a in accs.items() if a >= best - tolerance)
+
+
+def choose_schedule(accs: dict[tuple[float, int], float], tolerance: float) -> tuple[float, int]:
+    """Over (lr, iterations) pairs: the cheapest pair (fewest iterations; the more accurate one on a tie) whose
+    held-out accuracy is within ``tolerance`` points of the best pair's."""
+    best = max(accs.values())
+    return min((pair for pair, a in accs.items() if a >= best - tolerance), key=lambda pr: (pr[1], -accs[pr]))
 
 
 class KDApp(Application):
@@ -112,29 +128,36 @@ class KDApp(Application):
             acc = accuracy(clf.model, test, amp=self.ctx.cfg.amp)
             parts.append(f"{name} teacher `{clf.meta['arch']}` {acc:.2f} % on its {len(test)} test images")
         self.iterations = {st: self.p.iterations for st in self.p.students}
+        self.lrs = {st: self.p.lr for st in self.p.students}
         sched = ""
         if self.p.schedule_grid:
-            self.iterations, said = self._schedule()
+            self.lrs, self.iterations, said = self._schedule()
             sched = "; iterations chosen per student on held-out training images: " + said
         its = sorted(set(self.iterations.values()))
+        lrs = sorted(set(self.lrs.values()))
         return (f"Data-free KD: students {', '.join(f'`{s}`' for s in self.p.students)} trained only on each set's "
                 f"images, {its[0] if len(its) == 1 else ' / '.join(map(str, its))} iterations of KL to the teacher "
-                f"(T {self.p.temperature}, Adam lr {self.p.lr}, batch {self.p.batch_size}, DSA `{self.p.dsa or 'off'}`)"
+                f"(T {self.p.temperature}, Adam lr {' / '.join(f'{lr:g}' for lr in lrs)} with warm-up and cosine decay, "
+                f"batch {self.p.batch_size}, DSA `{self.p.dsa or 'off'}`)"
                 f"{sched}; " + "; ".join(parts) + ".")
 
-    def _schedule(self) -> tuple[dict[str, int], str]:
-        """Per student, the iterations :func:`choose_iterations` picks from ``schedule_grid`` by the accuracy on
-        held-out training images of the first target (cached in the application's folder)."""
+    def _schedule(self) -> tuple[dict[str, float], dict[str, int], str]:
+        """Per student, the (lr, iterations) :func:`choose_schedule` picks from ``schedule_lrs`` x ``schedule_grid``
+        (``lr`` alone without ``schedule_lrs``) by the accuracy on held-out training images of the first target
+        (cached in the application's folder)."""
         from distill.data import label_subset
         name, (train, _, _) = next(iter(self.ctx.targets.items()))
+        lrs = sorted(self.p.schedule_lrs) or [self.p.lr]
         key = {"grid": sorted(self.p.schedule_grid), "per_class": self.p.schedule_per_class,
                "tolerance": self.p.schedule_tolerance, "students": self.p.students, "budget": self.ctx.budget,
                "teacher": read_header(self._teacher_file(name))[0].get("created"), "source": len(self.ctx.src),
-               **{k: getattr(self.p, k) for k in ("batch_size", "lr", "temperature", "dsa")}}
+               **{k: getattr(self.p, k) for k in ("batch_size", "lr", "temperature", "dsa")},
+               **({"lrs": lrs} if self.p.schedule_lrs else {})}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
         file = self.ctx.folder / f"kd-schedule-{name}-{digest}.json"
-        if file.exists():
-            accs = {st: {int(n): a for n, a in v.items()} for st, v in json.loads(file.read_text())["accs"].items()}
+        if file.exists():     # {student: {lr: {iterations: accuracy}}}
+            accs = {st: {float(lr): {int(n): a for n, a in by.items()} for lr, by in v.items()}
+                    for st, v in json.loads(file.read_text())["accs"].items()}
         else:
             held = train.subset(label_subset(train.labels, per_class=self.p.schedule_per_class, seed=1))
             g = torch.Generator().manual_seed(0)
@@ -144,23 +167,38 @@ class KDApp(Application):
             accs = {}
             for st in self.p.students:
                 accs[st] = {}
-                for n in sorted(self.p.schedule_grid):
-                    student = self._student(st, teacher, 0)
-                    kd_train(student, teacher.model, images, self._kd(n), self.ctx.device, desc=f"kd schedule {st} {n}")
-                    accs[st][n] = accuracy(student, held, amp=self.ctx.cfg.amp)
-                    self.ctx.log(f"  [kd] schedule: {st}, {n} iterations: {accs[st][n]:.2f} % on {len(held)} held-out "
-                                 "training images")
+                for lr in lrs:
+                    accs[st][lr] = {}
+                    for n in sorted(self.p.schedule_grid):
+                        student = self._student(st, teacher, 0)
+                        kd_train(student, teacher.model, images, self._kd(n, lr), self.ctx.device,
+                                 desc=f"kd schedule {st} {n}")
+                        accs[st][lr][n] = accuracy(student, held, amp=self.ctx.cfg.amp)
+                        self.ctx.log(f"  [kd] schedule: {st}, lr {lr:g}, {n} iterations: {accs[st][lr][n]:.2f} % on "
+                                     f"{len(held)} held-out training images")
             from distill.engine.files import write_json
-            write_json(file, {"accs": accs, "key": key})
-        chosen = {st: choose_iterations(a, self.p.schedule_tolerance) for st, a in accs.items()}
+            write_json(file, {"accs": {st: {str(lr): by for lr, by in v.items()} for st, v in accs.items()},
+                              "key": key})
+        chosen = {st: choose_schedule({(lr, n): a for lr, by in v.items() for n, a in by.items()},
+                                      self.p.schedule_tolerance) for st, v in accs.items()}
         top = max(self.p.schedule_grid)
-        said = "; ".join(f"`{st}` {chosen[st]} (" + ", ".join(f"{n}: {a:.1f} %" for n, a in sorted(accs[st].items()))
-                         + ")" + (" **at the grid's largest count: still improving, widen the grid**"
-                                  if chosen[st] == top and len(accs[st]) > 1 else "") for st in self.p.students)
-        return chosen, said + f", the smallest within {self.p.schedule_tolerance:g} points of the grid's best"
+        several = len(lrs) > 1
 
-    def _kd(self, iterations: int) -> KDConfig:
-        return KDConfig(iterations=iterations, batch_size=self.p.batch_size, lr=self.p.lr,
+        def one(st):
+            lr, n = chosen[st]
+            grid = "; ".join((f"lr {lr_:g}: " if several else "")
+                             + ", ".join(f"{k}: {a:.1f} %" for k, a in sorted(by.items()))
+                             for lr_, by in sorted(accs[st].items()))
+            edge = (" **at the grid's largest count: still improving, widen the grid**"
+                    if n == top and len(self.p.schedule_grid) > 1 else "")
+            return f"`{st}` {n}" + (f" at lr {lr:g}" if several else "") + f" ({grid}){edge}"
+        said = "; ".join(one(st) for st in self.p.students)
+        return ({st: c[0] for st, c in chosen.items()}, {st: c[1] for st, c in chosen.items()},
+                said + f", the {'cheapest' if several else 'smallest'} within {self.p.schedule_tolerance:g} points "
+                       f"of the grid's best")
+
+    def _kd(self, iterations: int, lr: float) -> KDConfig:
+        return KDConfig(iterations=iterations, batch_size=self.p.batch_size, lr=lr,
                         temperature=self.p.temperature, dsa=self.p.dsa, amp=self.ctx.cfg.amp)
 
     def _student(self, student_name: str, teacher, seed: int):
@@ -177,6 +215,8 @@ class KDApp(Application):
             path = self._teacher_file(name)
             ids[name] = read_header(path)[0].get("created") if path.exists() else None
         chosen = {"iterations_chosen": self.iterations} if self.p.schedule_grid else {}
+        if self.p.schedule_lrs:
+            chosen["lr_chosen"] = self.lrs
         return {**super().key(), "teachers": ids, **chosen}
 
     def _images(self, label, s, seed, set_seed) -> torch.Tensor:
@@ -192,7 +232,8 @@ class KDApp(Application):
             teacher = self.teachers[name]
             for student_name in self.p.students:
                 student = self._student(student_name, teacher, seed)
-                hist = kd_train(student, teacher.model, images, self._kd(self.iterations[student_name]),
+                cfg = self._kd(self.iterations[student_name], self.lrs[student_name])
+                hist = kd_train(student, teacher.model, images, cfg,
                                 self.ctx.device, desc=f"kd {student_name} <- {label}")
                 acc = accuracy(student, test, amp=self.ctx.cfg.amp)
                 rows.append({"target": name, "metric": f"kd {student_name}", "acc": acc, "student": student_name,
@@ -200,5 +241,5 @@ class KDApp(Application):
         return rows
 
 
-__all__ = ["KDApp", "KDBenchConfig", "choose_iterations"]
+__all__ = ["KDApp", "KDBenchConfig", "choose_iterations", "choose_schedule"]
 APPLICATION = KDApp
