@@ -401,6 +401,22 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
     assert len(list((tmp_path / "lb" / "cells").rglob("*.json"))) == 6 + 6
     again = run_leaderboard(cfg, log=lambda m: (_ for _ in ()).throw(AssertionError(m)) if "train the" in m else None)
     assert again["rows"] == rep["rows"]
+    # each application cell holds the digest of the settings it was made under: tables rendered from the results
+    # folder leave out cells of other settings (a campaign's preset edited between sittings) and say so
+    import json
+    from distill.leaderboard.apps import settings_digest
+    from distill.leaderboard.results import load_results
+    files = list((tmp_path / "lb" / "cells" / "kd").glob("*.json"))
+    assert {json.loads(f.read_text())["settings"] for f in files} == {settings_digest(cfg.protocols[0])}
+    rows, _, notes = load_results(cfg)
+    assert len([r for r in rows if r["protocol"] == "kd"]) == 6 and not any("other settings" in n for n in notes)
+    edited = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"],
+                  protocols=[{**apps[0], "overrides": {**apps[0]["overrides"], "iterations": 21}}, apps[1]],
+                  full_source=False, no_pretrain=False, distill_seeds=[0, 1])
+    assert settings_digest(edited.protocols[0]) != settings_digest(cfg.protocols[0])
+    rows, _, notes = load_results(edited)
+    assert not [r for r in rows if r["protocol"] == "kd"] and [r for r in rows if r["protocol"] == "transfer"]
+    assert any("6 cell file(s) of `kd` were made under other settings" in n for n in notes)
 
 
 def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications(tmp_path):

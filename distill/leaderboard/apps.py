@@ -115,6 +115,17 @@ def application_names() -> list[str]:
     return sorted(names)
 
 
+def settings_digest(p) -> str:
+    """A digest of an application protocol's settings as resolved (its ``Config`` with the protocol's overrides,
+    defaults filled in): written into each of its cells, so that tables rendered from committed results leave out
+    cells made under other settings (a campaign spans sittings; its preset must not change under it)."""
+    import hashlib
+    import json
+    cls = get_application(p.name)
+    resolved = to_dict(load_config(cls.Config, None, extra=p.overrides))
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def get_application(name: str) -> type[Application]:
     eps = _entry_points()
     try:

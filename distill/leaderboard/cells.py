@@ -14,7 +14,7 @@ from ..methods import get_method
 from ..ssl import Teacher
 from .config import (EQUAL_BYTES, FULL_SOURCE, LeaderboardConfig, ProtocolSpec, RowSpec, _digest, _slug,
                      all_baselines, row_label)
-from .apps import AppContext, get_application, is_application
+from .apps import AppContext, get_application, is_application, settings_digest
 from .render import write_leaderboard
 from .stats import is_reference
 from .keys import eval_config, eval_identity, eval_key, expected_cells, group_slug, unit_seed
@@ -233,6 +233,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     # references are drawn per distillation seed too, so that they pair with the rows unit by unit
     todo += [(label, dseed, None, None, real) for label, real in app.references().items() for dseed in cfg.all_seeds()]
     base_key = app.key()
+    settings = settings_digest(p)
     out_rows = []
     for label, dseed, path, s, real in todo:
         # a set the application does not use is not part of its cells' identity
@@ -263,7 +264,7 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
                      "set_seed": dseed, "application": True, "real": bool(real),
                      "lower_better": r.get("metric") in app.lower_better,
                      "info": r.get("metric") in app.info_metrics, "percent": r.get("percent", True)} for r in res]
-            _write_cell(file, rows, time.time() - t, path, run, key)
+            _write_cell(file, rows, time.time() - t, path, run, key, settings)
             group.setdefault("cell_seconds", []).append(round(time.time() - t, 1))
             vals = ", ".join(f"{r['target']} {r['metric']} {r['acc']:.3g}" for r in rows) or "not run by this application"
             sseed = "" if dseed is None else f"set seed {dseed}, "
@@ -272,9 +273,9 @@ def _app_cells(cfg, p: ProtocolSpec, ctx: AppContext, sets: dict, group: dict, o
     return out_rows
 
 
-def _write_cell(file: Path, rows, seconds, path, run: dict, ekey: str) -> None:
+def _write_cell(file: Path, rows, seconds, path, run: dict, ekey: str, settings: str | None = None) -> None:
     from .results import write_cell
-    write_cell(file, rows, seconds, path, run["stamp"], ekey, run["commit"])
+    write_cell(file, rows, seconds, path, run["stamp"], ekey, run["commit"], settings)
 
 
 def _cell(cfg, p: ProtocolSpec, label, path, s, extra, seed, group, targets, log,

@@ -52,12 +52,13 @@ def describe_stamp(s: dict) -> str:
 
 
 def write_cell(file: Path, rows: list[dict], seconds: float, set_path: str | None, st: dict, ekey: str,
-               commit: str) -> list[Path]:
+               commit: str, settings: str | None = None) -> list[Path]:
     """Write a cell's result file and remove the files it supersedes (the same cell, i.e. protocol, row, set seed
-    and seed, under another key: a remade set, a changed evaluation); returns those removed."""
+    and seed, under another key: a remade set, a changed evaluation); returns those removed. ``settings``: an
+    application's :func:`~distill.leaderboard.apps.settings_digest`."""
     write_json(file, {"rows": rows, "seconds": round(seconds, 1), "set": Path(set_path).name if set_path else None,
                       "stamp": st, "ekey": ekey, "commit": commit, "date": time.strftime("%Y-%m-%d"),
-                      "written": round(time.time(), 3)})
+                      "written": round(time.time(), 3), **({"settings": settings} if settings else {})})
     prefix = file.name[: -len("0123456789ab.json")]
     gone = []
     for old in file.parent.glob(prefix + "*.json"):
@@ -155,7 +156,7 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
     """(cell rows, per-group info, notes) from the results folder alone: the cells of the config's protocols,
     rows and seeds (``wanted``: protocol -> the cell keys the run used; None: every file that fits the config,
     the newest where two files hold the same cell). Refuses a set seed whose cells came from two machines."""
-    from .apps import is_application
+    from .apps import is_application, settings_digest
     root = results_root(cfg)
     rows: list[dict] = []
     info: dict[str, dict] = {}
@@ -163,6 +164,10 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
     exp = expected_cells(cfg)            # (protocol, group, row slug, dseed, seed) -> accepted ekeys (None: any)
     chosen: dict[tuple, tuple[Path, dict]] = {}
     for p in cfg.protocols:
+        # an application's cells hold the digest of the settings they were made under (those written before it
+        # was stored hold none and are read): cells of other settings are left out, and said
+        settings = settings_digest(p) if is_application(p.name) and wanted is None else None
+        other = 0
         for f in cell_files(root, p.title):
             m = CELL_NAME.match(f.name)
             if not m:
@@ -176,6 +181,9 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
             elif not is_application(p.name) and ident not in exp:
                 continue
             d = json.loads(f.read_text())
+            if settings and d.get("settings") not in (None, settings):
+                other += 1
+                continue
             keys = exp.get(ident)
             if wanted is None and keys is not None and d.get("ekey") not in keys:
                 continue     # made under another evaluation config
@@ -187,6 +195,9 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
                 if old is not None:
                     notes.append(f"{old[0].name} and {f.name} hold the same cell; the newer is used")
                 chosen[ident] = (f, d)
+        if other:
+            notes.append(f"{other} cell file(s) of `{p.title}` were made under other settings of the application "
+                         f"than the preset's (digest {settings}) and are left out")
     by_unit: dict[tuple, dict[Path, dict]] = {}
     from ..evaluate import NO_PRETRAIN
     from .config import EQUAL_BYTES, row_label
