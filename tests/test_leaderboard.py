@@ -417,6 +417,15 @@ def test_application_protocols_run_on_the_sample_over_two_sets_and_compare_with_
     rows, _, notes = load_results(edited)
     assert not [r for r in rows if r["protocol"] == "kd"] and [r for r in rows if r["protocol"] == "transfer"]
     assert any("6 cell file(s) of `kd` were made under other settings" in n for n in notes)
+    # and only the cells of the preset's evaluation seeds are read (a campaign may train more students per unit in its
+    # pilot than after it)
+    extra = files[0].with_name(files[0].name.replace("-s0-", "-s1-"))
+    d = json.loads(files[0].read_text())
+    extra.write_text(json.dumps({**d, "rows": [{**r, "seed": 1} for r in d["rows"]]}))
+    assert len([r for r in load_results(cfg)[0] if r["protocol"] == "kd"]) == 6
+    both = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"], protocols=apps,
+                full_source=False, no_pretrain=False, distill_seeds=[0, 1], seeds=[0, 1])
+    assert [r["seed"] for r in load_results(both)[0] if r["protocol"] == "kd"].count(1) == 1
 
 
 def test_an_unknown_protocol_names_the_evaluation_protocols_and_the_applications(tmp_path):

@@ -175,6 +175,8 @@ def load_results(cfg: LeaderboardConfig, wanted: dict[str, set] | None = None) -
             ident = (p.title, m["group"], m["row"], None if m["dseed"] is None else int(m["dseed"]), int(m["seed"]))
             if m["row"].startswith("full-source"):     # the label holds the source's size: see expected_cells
                 ident = (*ident[:2], "*full", *ident[3:])
+            if is_application(p.name) and ident[4] not in cfg.seeds:
+                continue     # an application's cell of an evaluation seed the preset does not ask for
             if wanted is not None:
                 if m["key"] not in wanted.get(p.title, ()):
                     continue
