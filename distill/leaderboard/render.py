@@ -529,8 +529,10 @@ def summary_markdown(cfg: LeaderboardConfig, agg: list[dict], g: list[dict], pla
         seeds = (f"{len(cfg.distill_seeds)} distillation seeds x {len(cfg.seeds)} evaluation seed(s)"
                  if len(cfg.distill_seeds) > 1 else f"{len(cfg.seeds)} seeds")
         if len(cfg.distill_seeds) > 1 and (cfg.secondary_seeds or any(c.seeds for c in cfg.primary)):
+            have = max((a["n"] for a in sub), default=0) // max(1, len(cfg.seeds))     # set seeds with cells so far
             seeds = (f"each row's distillation seeds x {len(cfg.seeds)} evaluation seed(s): {len(cfg.distill_seeds)} "
                      "for the rows the primary family reads"
+                     + (f" ({have} so far)" if have < len(cfg.distill_seeds) else "")
                      + (f", {len(cfg.secondary_seeds)} for the others" if cfg.secondary_seeds else "")
                      + "".join(f", {len(c.seeds)} for {c.set} vs {c.vs} under `{c.protocol}`"
                                for c in cfg.primary if c.seeds))
