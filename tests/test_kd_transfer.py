@@ -94,8 +94,9 @@ def test_kd_iterations_are_chosen_on_held_out_training_images_and_the_test_split
     from distill.evaluate.config import TargetConfig
     from distill.leaderboard import LeaderboardConfig
     from distill.leaderboard.apps import AppContext
-    assert kdb.choose_iterations({100: 20.0, 200: 24.6, 400: 25.0, 800: 24.8}, 0.5) == 200
-    assert kdb.choose_iterations({100: 20.0, 200: 24.0, 400: 25.0}, 0.0) == 400
+    assert kdb.choose_schedule({(1e-3, 100): 20.0, (1e-3, 200): 24.6, (1e-3, 400): 25.0, (1e-3, 800): 24.8}, 0.5) \
+        == (1e-3, 200)
+    assert kdb.choose_schedule({(1e-3, 100): 20.0, (1e-3, 200): 24.0, (1e-3, 400): 25.0}, 0.0) == (1e-3, 400)
     train, test = load_dataset("sample", split="train"), load_dataset("sample", split="test")
     cfg = load_config(LeaderboardConfig, extra={"name": "x", "rows": [{"method": "random"}], "baselines": ["random"],
                                                 "protocols": [{"name": "krrst"}], "amp": "off"})

@@ -84,16 +84,10 @@ class KDBenchConfig:
                               fix="add schedule_grid: [...] or remove schedule_lrs")
 
 
-def choose_iterations(accs: dict[int, float], tolerance: float) -> int:
-    """The smallest iteration count whose held-out accuracy is within ``tolerance`` points of the best on the grid
-    (a student trained longer gains less than that: converged, at this scale)."""
-    best = max(accs.values())
-    return min(n for n, a in accs.items() if a >= best - tolerance)
-
-
 def choose_schedule(accs: dict[tuple[float, int], float], tolerance: float) -> tuple[float, int]:
-    """Over (lr, iterations) pairs: the cheapest pair (fewest iterations; the more accurate one on a tie) whose
-    held-out accuracy is within ``tolerance`` points of the best pair's."""
+    """Over (lr, iterations) pairs (one lr without ``schedule_lrs``): the cheapest pair (fewest iterations; the more
+    accurate one on a tie) whose held-out accuracy is within ``tolerance`` points of the best pair's (a student
+    trained longer gains less than that: converged, at this scale)."""
     best = max(accs.values())
     return min((pair for pair, a in accs.items() if a >= best - tolerance), key=lambda pr: (pr[1], -accs[pr]))
 
@@ -241,5 +235,5 @@ class KDApp(Application):
         return rows
 
 
-__all__ = ["KDApp", "KDBenchConfig", "choose_iterations", "choose_schedule"]
+__all__ = ["KDApp", "KDBenchConfig", "choose_schedule"]
 APPLICATION = KDApp
