@@ -579,3 +579,23 @@ def test_a_leaderboard_stopped_at_its_time_limit_exits_3_and_the_same_command_fi
     cfg = _cfg(tmp_path, rows=[{"method": "random"}, {"method": "herding"}], baselines=["random"], equal_bytes=True,
                full_source=False, no_pretrain=False, output=str(tmp_path / "lb2"))
     assert {r["set"] for r in run_leaderboard(cfg, log=lambda *_: None)["rows"]} == {"random", "herding"}
+
+
+def test_a_primary_family_states_its_goal_in_its_metrics_unit():
+    """NAS's primary family compares Kendall tau: its first line, column and plan say "0.1 in Kendall tau", never
+    "0.1 points"; an accuracy family keeps its points."""
+    from distill.config import load_config
+    from distill.leaderboard import LeaderboardConfig
+    from distill.leaderboard.render import plan_markdown, primary_markdown
+    cfg = load_config(LeaderboardConfig, "configs/leaderboard/apps_nas_cifar10_cpu.yaml")
+    x = {"set": "mkdt", "baseline": "random_labelled (equal bytes)", "protocol": "nas", "target": "cifar10",
+         "metric": "kendall tau", "n": 3, "gain": 0.05, "ci": [-0.1, 0.2], "p": 0.3, "p_adj": 0.6,
+         "verdict": "within noise", "detectable": 0.4, "seeds_needed": 7, "family": 4, "family_name": "nas",
+         "gain_std": 0.05}
+    md = "\n".join(primary_markdown(cfg, [x]))
+    assert "resolves true gains of 0.40-0.40 in Kendall tau" in md and "the goal of 0.1 in Kendall tau" in md
+    assert "set seeds for 0.1 Kendall tau |" in md and "points" not in md.split("\n")[0]
+    assert "true gain of 0.1 in Kendall tau" in plan_markdown(cfg, [x])
+    acc = {**x, "metric": "kd convnet-32-64-128-bn", "protocol": "kd", "family_name": "kd"}
+    md = "\n".join(primary_markdown(cfg, [acc]))
+    assert "resolves true gains of 0.40-0.40 points" in md and "the 0.1-point goal" in md and "0.1 pts |" in md

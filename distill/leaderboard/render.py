@@ -233,6 +233,24 @@ def _family_title(name: str) -> str:
     return f"`{name}`" if name else "the evaluation protocols"
 
 
+#: primary metrics whose gains are not percentage points (a rank correlation, an overlap fraction)
+_UNITLESS = ("kendall tau", "spearman", "top-5 overlap")
+
+
+def _unit(planned: list[dict]) -> str:
+    """What a gain of these comparisons is measured in: "points" (accuracies), else "in <metric>" (NAS's Kendall
+    tau), so that a goal of 0.10 in tau is not printed as 0.10 points."""
+    ms = {str(x.get("metric", "")) for x in planned}
+    if ms and all(m.endswith(_UNITLESS) for m in ms):
+        return "in " + " / ".join(sorted(m.replace("kendall", "Kendall") for m in ms))
+    return "points"
+
+
+def _goal(target: float, unit: str) -> str:
+    """"the 2-point goal" (accuracies, as the tables have always said) or "the goal of 0.1 in Kendall tau"."""
+    return f"the {target:g}-point goal" if unit == "points" else f"the goal of {target:g} {unit}"
+
+
 def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int = 0) -> list[str]:
     """The primary family first: what it can resolve (its first line), then each comparison with its interval,
     Holm-adjusted p (within the family, counted as declared), verdict, detectable gain and the set seeds it would
@@ -245,8 +263,9 @@ def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int 
         size = max(size, declared) if len(fams) == 1 else size
         out.append(_family_head(cfg, mine, size, f" of `{fam_name}`" if fam_name else "") + "\n")
     out.append(UNIT_NOTE + "\n")
+    short = "pts" if _unit(planned) == "points" else _unit(planned)[3:]
     out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
-               f"det. | set seeds for {target:g} pts |")
+               f"det. | set seeds for {target:g} {short} |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     for x in planned:
         if x["n"] == 0:
@@ -273,23 +292,24 @@ def _family_head(cfg: LeaderboardConfig, planned: list[dict], size: int, which: 
     ns = sorted({x["n"] for x in prim})
     short = [x for x in prim if x.get("detectable") is None or x["detectable"] > target]
     fam = f"Primary family{which} ({size} pre-declared comparisons, Holm among themselves"
+    unit = _unit(planned)
     if not prim:
         return f"**{fam}): no cells yet, so nothing is resolved.**"
     if not short and not missing:
-        return (f"**{fam}, {_seed_list(ns)} set seeds): resolves true gains of {max(dets):.2f} points or more in "
-                f"every comparison ({min(dets):.2f}-{max(dets):.2f}, {_pct(cfg.power)} power), within the "
-                f"{target:g}-point goal.**")
+        return (f"**{fam}, {_seed_list(ns)} set seeds): resolves true gains of {max(dets):.2f} {unit} or more in "
+                f"every comparison ({min(dets):.2f}-{max(dets):.2f}, {_pct(cfg.power)} power), within "
+                f"{_goal(target, unit)}.**")
     need = [x.get("seeds_needed") for x in short]
     need_s = ""
     if short:
         need_s = ("; it would need " + (f"up to {max(n for n in need if n)} set seeds" if any(need) else
-                                        "more than 1000 set seeds") + f" to resolve {target:g} points"
+                                        "more than 1000 set seeds") + f" to resolve {target:g} {unit}"
                   + (" (some never at this spread)" if any(n is None for n in need) and any(need) else ""))
     miss_s = f"; {len(missing)} not measured yet" if missing else ""
     rng = f"{min(dets):.2f}-{max(dets):.2f}" if dets else "no"
-    return (f"**{fam}, {_seed_list(ns)} set seeds so far): resolves true gains of {rng} points "
-            f"({_pct(cfg.power)} power); {len(short)} of {size} comparisons cannot resolve the {target:g}-point "
-            f"goal yet{need_s}{miss_s}.**")
+    return (f"**{fam}, {_seed_list(ns)} set seeds so far): resolves true gains of {rng} {unit} "
+            f"({_pct(cfg.power)} power); {len(short)} of {size} comparisons cannot resolve {_goal(target, unit)} "
+            f"yet{need_s}{miss_s}.**")
 
 
 def compute_markdown(axis: list[dict], png: Path) -> list[str]:
@@ -401,16 +421,18 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict], info: dict | None
                          f"{cfg.alpha / max(1, n):.4f}" for f, n in sizes.items())
     inside = any(x.get("sd_within") is not None for x in planned)
     lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm within each family ({fam_text}); "
-             f"goal: detect a true gain of {cfg.target_gain:g} points with {_pct(cfg.power)} power; configured set "
+             f"goal: detect a true gain of {cfg.target_gain:g} {_unit(planned)} with {_pct(cfg.power)} power; "
+             "configured set "
              f"seeds: {len(cfg.distill_seeds)}"
              + (" (more where a comparison states its own `seeds`)" if any(c.seeds for c in cfg.primary) else "")
              + f"; evaluation seeds per set seed: {len(cfg.seeds)}.", "", UNIT_NOTE, ""]
+    short = "pts" if _unit(planned) == "points" else _unit(planned)[3:]
     head = (f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
-            f"configured set seeds | det. at those | set seeds for {cfg.target_gain:g} pts |")
+            f"configured set seeds | det. at those | set seeds for {cfg.target_gain:g} {short} |")
     rule = "|---|---|---|---|---|---|---|---|---|"
     if inside:
         head += (" students per unit | sd inside a unit | sd of the set seed's effect | students' share | "
-                 f"set seeds for {cfg.target_gain:g} pts, students averaged away |")
+                 f"set seeds for {cfg.target_gain:g} {short}, students averaged away |")
         rule += "---|---|---|---|---|"
     lines += [head, rule]
     f = (lambda v: "–" if v is None else f"{v:.2f}")
@@ -496,7 +518,7 @@ def primary_words(planned: list[dict]) -> str:
     holm_s = (f"Holm among its {next(iter(fams.values()))[1]} comparisons" if len(fams) == 1 else
               "Holm within each family: " + ", ".join(f"{_family_title(f)} {n}" for f, (_, n) in fams.items()))
     head = (f"**In words** (the pre-declared primary family, {holm_s}; each resolves a "
-            f"true gain of {min(dets):.2f}-{max(dets):.2f} points): " if dets else "**In words** (the primary family): ")
+            f"true gain of {min(dets):.2f}-{max(dets):.2f} {_unit(done)}): " if dets else "**In words** (the primary family): ")
     head += ("a gain that survives: " + "; ".join(beats) + ". " if beats else "no comparison shows a gain. ")
     head += ("Losses: " + "; ".join(loses) + ". " if loses else "")
     unbeaten = [b for b in dict.fromkeys(x["baseline"] for x in done)
