@@ -322,6 +322,25 @@ def test_only_seeds_runs_a_part_of_the_set_seeds_under_the_same_cell_keys(tmp_pa
         sample_leaderboard(tmp_path, only_seeds=[7], **kw)
 
 
+def test_a_primary_comparison_with_an_equal_bytes_baseline_runs_beyond_the_secondary_seeds(tmp_path):
+    """Issue 37's application presets compare each method with `random_labelled (equal bytes)` at 10 set seeds
+    while the baselines keep 3: at set seed 3 the method and the equal-bytes row are evaluated, the baseline's set is
+    made (the equal-bytes set is sized from it) but not evaluated, and `only_rows` naming the methods alone keeps
+    the comparison (a sitting once ran set seeds 3-4 of NAS and made nothing)."""
+    kw = {"distill_seeds": [0, 1, 2, 3], "secondary_seeds": [0, 1], "baselines": ["random", "random_labelled"],
+          "equal_bytes": True, "full_source": False, "no_pretrain": False, "results": str(tmp_path / "results"),
+          "protocols": [{"name": "mkdt", "overrides": {"pretrain": {"epochs": 1}, "linear": {"steps": 3}}}],
+          "primary": [{"set": "herding", "vs": "random_labelled (equal bytes)", "protocol": "mkdt"}]}
+    cfg = sample_leaderboard(tmp_path, only_rows=["herding"], only_seeds=[3], **kw)
+    assert len(cfg.primary) == 1
+    eq = "random_labelled (equal bytes)"
+    assert cfg.row_seeds("herding", "mkdt") == [3] and cfg.row_seeds(eq, "mkdt") == [3]
+    assert cfg.row_seeds("random_labelled", "mkdt") == [] and cfg.row_seeds("random_labelled") == [3]
+    assert cfg.row_seeds("random") == [] and cfg.row_seeds("random", "mkdt") == []
+    whole = sample_leaderboard(tmp_path, **kw)
+    assert whole.row_seeds(eq, "mkdt") == [0, 1, 2, 3] and whole.row_seeds("random_labelled", "mkdt") == [0, 1]
+
+
 def rep_plan(cfg, rep):
     from distill.leaderboard.stats import plan
     return plan(cfg, rep["rows"])

@@ -170,7 +170,9 @@ class LeaderboardConfig:
             keep = set(self.only_rows) | set(self.baselines)
             self.rows = [r for r in (self.rows or [RowSpec(method=m) for m in sorted(METHODS)]) if row_label(r) in keep]
             self.variants = [r for r in self.variants if row_label(r) in keep]
-            self.primary = [c for c in self.primary if all(x in keep or x in self.reference_rows(c.protocol)
+            # a comparison with a baseline at equal bytes keeps it: that row is made from the kept baseline's set
+            self.primary = [c for c in self.primary if all(x in keep or x.removesuffix(EQUAL_BYTES) in self.baselines
+                                                           or x in self.reference_rows(c.protocol)
                                                            for x in (c.set, c.vs))]
             for p in self.protocols:      # (a protocol whose rows all go keeps its baselines: rows are kept)
                 p.rows = [r for r in p.rows if r in keep] or [b for b in self.baselines if b in p.rows] or p.rows
@@ -291,9 +293,14 @@ class LeaderboardConfig:
                 return []
         order = self.all_seeds()
         if protocol is None:
-            return sorted({d for p in self.protocols for d in self.row_seeds(label, p.title)}, key=order.index)
+            # a baseline's set is also made at the seeds of its equal-bytes row, which is sized from it (the
+            # baseline itself is evaluated at its own seeds only)
+            eq = [label + EQUAL_BYTES] if self.equal_bytes and label in self.baselines else []
+            return sorted({d for p in self.protocols for x in [label, *eq] for d in self.row_seeds(x, p.title)},
+                          key=order.index)
         base = label.removesuffix(EQUAL_BYTES)
-        reading = [c for c in self.primary if c.protocol == protocol and base in (c.set, c.vs)]
+        reading = [c for c in self.primary if c.protocol == protocol and (label in (c.set, c.vs)
+                                                                          or base in (c.set, c.vs))]
         if reading:      # the union of the seeds of the primary comparisons that read this row under this protocol
             return sorted({d for c in reading for d in self.comparison_seeds(c)}, key=order.index)
         if not self.secondary_seeds:
