@@ -246,6 +246,12 @@ def _unit(planned: list[dict]) -> str:
     return "points"
 
 
+def _column_unit(planned: list[dict]) -> str:
+    """The unit in a column head: "pts", or the metric's name ("Kendall tau")."""
+    unit = _unit(planned)
+    return "pts" if unit == "points" else unit.removeprefix("in ")
+
+
 def _goal(target: float, unit: str) -> str:
     """"the 2-point goal" (accuracies, as the tables have always said) or "the goal of 0.1 in Kendall tau"."""
     return f"the {target:g}-point goal" if unit == "points" else f"the goal of {target:g} {unit}"
@@ -263,7 +269,7 @@ def primary_markdown(cfg: LeaderboardConfig, planned: list[dict], declared: int 
         size = max(size, declared) if len(fams) == 1 else size
         out.append(_family_head(cfg, mine, size, f" of `{fam_name}`" if fam_name else "") + "\n")
     out.append(UNIT_NOTE + "\n")
-    short = "pts" if _unit(planned) == "points" else _unit(planned)[3:]
+    short = _column_unit(planned)
     out.append("| primary comparison | protocol | metric | set seeds | gain [95 % CI] | p / Holm | verdict | "
                f"det. | set seeds for {target:g} {short} |")
     out.append("|---|---|---|---|---|---|---|---|---|")
@@ -422,11 +428,10 @@ def plan_markdown(cfg: LeaderboardConfig, planned: list[dict], info: dict | None
     inside = any(x.get("sd_within") is not None for x in planned)
     lines = [f"Power plan for `{cfg.name}`: {len(planned)} primary comparison(s), Holm within each family ({fam_text}); "
              f"goal: detect a true gain of {cfg.target_gain:g} {_unit(planned)} with {_pct(cfg.power)} power; "
-             "configured set "
-             f"seeds: {len(cfg.distill_seeds)}"
+             f"configured set seeds: {len(cfg.distill_seeds)}"
              + (" (more where a comparison states its own `seeds`)" if any(c.seeds for c in cfg.primary) else "")
              + f"; evaluation seeds per set seed: {len(cfg.seeds)}.", "", UNIT_NOTE, ""]
-    short = "pts" if _unit(planned) == "points" else _unit(planned)[3:]
+    short = _column_unit(planned)
     head = (f"| comparison | protocol | metric | set seeds so far | sd of paired differences | det. now | "
             f"configured set seeds | det. at those | set seeds for {cfg.target_gain:g} {short} |")
     rule = "|---|---|---|---|---|---|---|---|---|"
