@@ -504,12 +504,15 @@ def test_averaging_students_inside_a_unit_keeps_the_unit_count_and_splits_the_sp
 
 def test_application_presets_sharing_a_results_folder_keep_each_others_headers(tmp_path):
     from distill.leaderboard.results import write_group_info
-    write_group_info(tmp_path, "cifar10-n100", {"teacher": "t", "apps": {"nas": "NAS proxy: ..."}, "rows": {"x": 1}})
+    write_group_info(tmp_path, "cifar10-n100", {"teacher": "t", "apps": {"nas": "NAS proxy: ..."}, "rows": {"x": 1},
+                                                "experts": "MKDT's 4 experts"})
+    # a continual sitting makes no experts: its empty line must not wipe the NAS sitting's
     write_group_info(tmp_path, "cifar10-n100", {"teacher": "t", "apps": {"kd": "Data-free KD: ..."},
-                                                "own_memory": ["continual"]})
+                                                "own_memory": ["continual"], "experts": "", "classifier": ""})
     info = json.loads((tmp_path / "info" / "cifar10-n100.json").read_text())
     assert info["apps"] == {"nas": "NAS proxy: ...", "kd": "Data-free KD: ..."}
     assert info["own_memory"] == ["continual"] and "rows" not in info
+    assert info["experts"] == "MKDT's 4 experts" and info["classifier"] == ""
 
 
 def test_the_plan_prices_one_more_set_seed_from_the_result_files_seconds():

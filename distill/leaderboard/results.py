@@ -124,13 +124,17 @@ def write_set_info(root: Path, group: str, label: str, dseed: int | None, s, st:
 
 def write_group_info(root: Path, group: str, info: dict) -> None:
     """The source group's facts; what each application protocol said of itself is merged with the file's (the
-    presets of one application each share a results folder: a KD sitting keeps the NAS sitting's header)."""
+    presets of one application each share a results folder: a KD sitting keeps the NAS sitting's header, a continual
+    sitting, which makes no experts, the experts' line)."""
     keep = {k: v for k, v in info.items() if k not in ("cell_seconds", "rows")}
     file = root / "info" / f"{group}.json"
     if file.exists():
         old = json.loads(file.read_text())
         keep["apps"] = {**old.get("apps", {}), **keep.get("apps", {})}
         keep["own_memory"] = list(dict.fromkeys(old.get("own_memory", []) + keep.get("own_memory", [])))
+        # a sitting that made no experts or classifier (continual replay alone makes none) keeps the file's line
+        for k in ("experts", "classifier"):
+            keep[k] = keep.get(k) or old.get(k, "")
         keep = {k: v for k, v in keep.items() if v or k not in ("apps", "own_memory")}
     write_json(file, keep)
 
