@@ -539,3 +539,18 @@ def test_the_compute_line_counts_a_snapshotted_run_once():
     cfg = load_config(LeaderboardConfig, "configs/leaderboard/compute_boost_cifar10_cpu.yaml")
     assert _earlier_snapshots(cfg) == {"boost x1", "boost x3"}        # boost x10 is the run; the others its steps
     assert _earlier_snapshots(load_config(LeaderboardConfig, "configs/leaderboard/cpu.yaml")) == set()
+
+
+def test_a_table_of_protocols_that_make_their_own_memory_charges_no_sets():
+    from distill.leaderboard.render import compute_line
+    cfg = load_config(LeaderboardConfig, "configs/leaderboard/apps_continual_cifar10_cpu.yaml")
+    gi = {"cell_seconds": [60.0, 60.0], "rows": {"krr_st": {"seconds": 600.0}}, "experts": "MKDT's 4 experts"}
+    # the shared folder's sets (made for NAS or KD) are charged while continual is not known to make its own memory
+    assert "making the sets 10 min" in compute_line(cfg, "g", gi) and "experts and classifiers" in compute_line(cfg, "g", gi)
+    gi["own_memory"] = ["continual"]
+    line = compute_line(cfg, "g", gi)
+    assert "no sets made" in line and "making the sets" not in line and "experts" not in line
+    assert "evaluating 2 cells 2 min" in line
+    # a table that also reads sets (the whole application preset) still charges them
+    both = load_config(LeaderboardConfig, "configs/leaderboard/apps_cifar10_cpu.yaml")
+    assert "making the sets 10 min" in compute_line(both, "g", gi)

@@ -62,16 +62,8 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
                   + (" (**a mix**: each set seed on one machine, so pairs are never split across them)"
                      if len(st) > 1 else "") + ".\n")
     for group, gi in info.items():
-        cells_s = gi.get("cell_seconds") or []
-        # snapshots of one run (rows with `at`) cost their run once: only the latest snapshot's seconds count
-        early = _earlier_snapshots(cfg)
-        dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for label, r in gi.get("rows", {}).items()
-                     if label not in early)
-        if cells_s:
-            md.append(f"Compute for {group}, summed over every sitting (what a rerun from scratch costs on this "
-                      f"machine): making the sets {_duration(dist_s)}, evaluating {len(cells_s)} cells "
-                      f"{_duration(sum(cells_s))}" + (" (experts and classifiers: in their lines below)"
-                                                       if gi.get("experts") or gi.get("classifier") else "") + ".\n")
+        if line := compute_line(cfg, group, gi):
+            md.append(line)
     for group, gi in info.items():
         for p in cfg.protocols:
             sub = [a for a in agg if a["protocol"] == p.title and f"{a['source']} N={a['budget']}" == group]
@@ -81,9 +73,10 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             labels = list(dict.fromkeys(a["set"] for a in sub))
             cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
             md.append(f"#### {group}, protocol `{p.title}`\n")
+            mine = p.title not in gi.get("own_memory", ())
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
-                      + (f"; {gi['experts']}" if gi.get("experts") else "")
-                      + (f"; {gi['classifier']}" if gi.get("classifier") else "") + ".\n")
+                      + (f"; {gi['experts']}" if gi.get("experts") and mine else "")
+                      + (f"; {gi['classifier']}" if gi.get("classifier") and mine else "") + ".\n")
             if gi.get("apps", {}).get(p.title):
                 md.append(gi["apps"][p.title] + "\n")
             pct = [a for a in sub if (p.title, a["metric"]) not in not_percent]
@@ -383,6 +376,32 @@ def _compute_plot(axis: list[dict], path: Path) -> Path:
         bx.legend(uniq.values(), uniq.keys(), fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def compute_line(cfg: LeaderboardConfig, group: str, gi: dict) -> str:
+    """What a rerun of the table's cells and sets from scratch costs, summed over every sitting's result files."""
+    cells_s = gi.get("cell_seconds") or []
+    if not cells_s:
+        return ""
+    # snapshots of one run (rows with `at`) cost their run once: only the latest snapshot's seconds count
+    early = _earlier_snapshots(cfg)
+    dist_s = sum((r.get("seconds") or 0) * (r.get("sets") or 1) for label, r in gi.get("rows", {}).items()
+                 if label not in early)
+    # protocols that make their own memory (continual replay distils inside each cell) read no sets, experts or
+    # classifier: the shared results folder's lines for those belong to the other applications
+    own_all = _own_memory_only(cfg, gi)
+    return (f"Compute for {group}, summed over every sitting (what a rerun from scratch costs on this machine): "
+            + ("no sets made (each method distils inside its cells)" if own_all
+               else f"making the sets {_duration(dist_s)}")
+            + f", evaluating {len(cells_s)} cells {_duration(sum(cells_s))}"
+            + (" (experts and classifiers: in their lines below)"
+               if (gi.get("experts") or gi.get("classifier")) and not own_all else "") + ".\n")
+
+
+def _own_memory_only(cfg: LeaderboardConfig, gi: dict) -> bool:
+    """Every protocol of the table makes its own memory (reads none of the rows' sets)."""
+    own = set(gi.get("own_memory") or ())
+    return bool(own) and all(p.title in own for p in cfg.protocols)
 
 
 def plan_cost(cfg: LeaderboardConfig, planned: list[dict], info: dict) -> list[str]:
