@@ -554,3 +554,19 @@ def test_a_table_of_protocols_that_make_their_own_memory_charges_no_sets():
     # a table that also reads sets (the whole application preset) still charges them
     both = load_config(LeaderboardConfig, "configs/leaderboard/apps_cifar10_cpu.yaml")
     assert "making the sets 10 min" in compute_line(both, "g", gi)
+
+
+def test_an_application_refuses_a_set_seed_its_own_cells_began_on_another_machine(tmp_path):
+    from distill.leaderboard.results import check_unit_machine
+    intel = {"machine": "Intel Xeon (2 threads, AVX512-BF16/AMX)", "precision": "bf16", "torch": "2.14"}
+    amd = {"machine": "AMD EPYC (2 threads, AVX512-BF16/AMX)", "precision": "bf16", "torch": "2.14"}
+    cell = tmp_path / "cells" / "nas" / "cifar10-n100-krr-st-d3-s0-0123456789ab.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text(json.dumps({"rows": [], "stamp": intel}))
+    # transfer's table pairs only transfer's cells: NAS's set seed 3 on another machine does not bind it
+    check_unit_machine(tmp_path, "cifar10-n100", 3, amd, protocols={"transfer"})
+    check_unit_machine(tmp_path, "cifar10-n100", 3, intel, protocols={"nas"})
+    with pytest.raises(UserError, match="set seed 3 of cifar10-n100 already has results from another machine"):
+        check_unit_machine(tmp_path, "cifar10-n100", 3, amd, protocols={"nas"})
+    with pytest.raises(UserError):          # an evaluation leaderboard counts every protocol's cells
+        check_unit_machine(tmp_path, "cifar10-n100", 3, amd)

@@ -146,11 +146,12 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                     label = row_label(row)
                     if dseed not in cfg.row_seeds(label):
                         continue
+                    # an application preset checks its own protocols' cells (the presets share a results folder)
+                    check_unit_machine(root, gslug, dseed, run["stamp"],
+                                       None if evals else {p.title for p in cfg.protocols})
                     if not needs_sets:      # every protocol makes its own memory from the row's method
                         batch[(label, dseed)] = (None, None, {"method": row.method})
                         continue
-                    if evals:
-                        check_unit_machine(root, gslug, dseed, run["stamp"])
                     path, s = make_set(cfg, spec, src, teacher, row, row.budget or budget, folder, log, experts,
                                        classifier, deadline, seed=dseed)
                     if path is not None:

@@ -76,11 +76,13 @@ def cell_files(root: Path, protocol: str | None = None) -> list[Path]:
     return sorted(base.rglob("*.json")) if base.exists() else []
 
 
-def unit_stamps(root: Path, group: str, dseed: int) -> dict[Path, dict]:
-    """The stamps of every cell file of set seed ``dseed`` of ``group`` (any protocol)."""
+def unit_stamps(root: Path, group: str, dseed: int, protocols: set[str] | None = None) -> dict[Path, dict]:
+    """The stamps of every cell file of set seed ``dseed`` of ``group`` (any protocol, or only ``protocols``)."""
     out = {}
     for f in cell_files(root):
         m = CELL_NAME.match(f.name)
+        if protocols is not None and f.parent.name not in protocols:
+            continue
         if m and m["group"] == group and m["dseed"] is not None and int(m["dseed"]) == dseed:
             st = json.loads(f.read_text()).get("stamp")
             if st:
@@ -88,10 +90,11 @@ def unit_stamps(root: Path, group: str, dseed: int) -> dict[Path, dict]:
     return out
 
 
-def check_unit_machine(root: Path, group: str, dseed: int, here: dict) -> None:
+def check_unit_machine(root: Path, group: str, dseed: int, here: dict, protocols: set[str] | None = None) -> None:
     """Refuse to add a cell to set seed ``dseed`` when that set seed already holds cells from another machine or
-    precision (the message names one and the fix)."""
-    for f, st in unit_stamps(root, group, dseed).items():
+    precision (the message names one and the fix). ``protocols``: only their cells count (the application presets
+    share a results folder, and each application's table pairs only its own cells)."""
+    for f, st in unit_stamps(root, group, dseed, protocols).items():
         if not _same(st, here):
             raise UserError(f"set seed {dseed} of {group} already has results from another machine: {f} was made on "
                             f"{describe_stamp(st)}, this run is on {describe_stamp(here)}; the cells of one set seed "
