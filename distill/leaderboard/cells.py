@@ -142,13 +142,14 @@ def _run_leaderboard(cfg: LeaderboardConfig, log, t0: float, deadline: float | N
                 if done_before(dseed):
                     continue
                 batch = {}
+                if any(dseed in cfg.row_seeds(row_label(r)) for r in cfg.all_rows()):
+                    # an application preset checks its own protocols' cells (the presets share a results folder)
+                    check_unit_machine(root, gslug, dseed, run["stamp"],
+                                       None if evals else {p.title for p in cfg.protocols})
                 for row in cfg.all_rows():
                     label = row_label(row)
                     if dseed not in cfg.row_seeds(label):
                         continue
-                    # an application preset checks its own protocols' cells (the presets share a results folder)
-                    check_unit_machine(root, gslug, dseed, run["stamp"],
-                                       None if evals else {p.title for p in cfg.protocols})
                     if not needs_sets:      # every protocol makes its own memory from the row's method
                         batch[(label, dseed)] = (None, None, {"method": row.method})
                         continue

@@ -73,17 +73,17 @@ def write_leaderboard(cfg: LeaderboardConfig, rows: list[dict], info: dict, seco
             labels = list(dict.fromkeys(a["set"] for a in sub))
             cell = {(a["set"], a["target"], a["metric"]): a for a in sub}
             md.append(f"#### {group}, protocol `{p.title}`\n")
-            mine = p.title not in gi.get("own_memory", ())
+            # an application that does not use the sets (continual distils per experience) reads no experts,
+            # classifier or set columns
+            own = p.title in gi.get("own_memory", ())
             md.append(f"Source: {gi['source']} ({gi['source_images']} training images); {gi['teacher']}"
-                      + (f"; {gi['experts']}" if gi.get("experts") and mine else "")
-                      + (f"; {gi['classifier']}" if gi.get("classifier") and mine else "") + ".\n")
+                      + (f"; {gi['experts']}" if gi.get("experts") and not own else "")
+                      + (f"; {gi['classifier']}" if gi.get("classifier") and not own else "") + ".\n")
             if gi.get("apps", {}).get(p.title):
                 md.append(gi["apps"][p.title] + "\n")
             pct = [a for a in sub if (p.title, a["metric"]) not in not_percent]
             if pct:            # (a rank correlation or a speed-up has no binomial test error)
                 md.append(test_note(gi.get("tests", {}), pct))
-            # an application that does not use the sets (continual distils per experience) has no such columns
-            own = p.title in gi.get("own_memory", ())
             lent = {} if own else _lent_columns(cfg, rows, p.title, group)
             lcols = list(dict.fromkeys(c for v in lent.values() for c in v if c != "_from"))
             head = (["set"] + [f"{t} {m}" for t, m in cols] + ([] if own else ["distill time", "storage (images)"])

@@ -79,10 +79,9 @@ def cell_files(root: Path, protocol: str | None = None) -> list[Path]:
 def unit_stamps(root: Path, group: str, dseed: int, protocols: set[str] | None = None) -> dict[Path, dict]:
     """The stamps of every cell file of set seed ``dseed`` of ``group`` (any protocol, or only ``protocols``)."""
     out = {}
-    for f in cell_files(root):
+    files = cell_files(root) if protocols is None else [f for p in sorted(protocols) for f in cell_files(root, p)]
+    for f in files:
         m = CELL_NAME.match(f.name)
-        if protocols is not None and f.parent.name not in protocols:
-            continue
         if m and m["group"] == group and m["dseed"] is not None and int(m["dseed"]) == dseed:
             st = json.loads(f.read_text()).get("stamp")
             if st:
